@@ -1,0 +1,111 @@
+"""Walk the layers in order, give each its share of the deadline, stop at the first failure.
+
+The layer table is the single list of what a probe does; adding a layer is one
+module with ``NAME`` and ``run(state) -> LayerResult``, and one entry here. The
+engine owns time: it arms the watchdog so a layer that blocks past its deadline
+has its sockets shut down, and it turns an exhausted overall deadline into a
+``timeout`` diagnosis. It never lets a target's failure escape as an exception;
+only programming errors propagate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from types import ModuleType
+
+from probes import challenge, dns, manifest, proxy, tcp, tls, token
+from probes._net import WATCHDOG, NodeResolver
+from probes.codes import Code
+from probes.errors import describe_exception, diagnose_exception
+from probes.reference import Reference
+from probes.result import LAYERS, LayerResult, ProbeReport, Status
+from probes.state import ProbeOptions, ProbeState, Target
+
+__all__ = ["LAYER_TABLE", "run_probe"]
+
+#: (module, weight): a layer's share of the remaining time is weight / remaining weights.
+LAYER_TABLE: tuple[tuple[ModuleType, float], ...] = (
+    (dns, 1.0),
+    (tcp, 1.0),
+    (proxy, 1.0),
+    (tls, 1.0),
+    (challenge, 1.5),
+    (token, 1.5),
+    (manifest, 2.0),
+)
+assert tuple(m.NAME for m, _ in LAYER_TABLE) == LAYERS
+
+# Network failures that happen while the engine is already past the deadline are the
+# deadline's doing, not the target's.
+_DEADLINE_CODES = {Code.EOF_OR_RESET, Code.UNKNOWN, Code.TIMEOUT}
+
+
+def run_probe(reference: Reference, target: Target, options: ProbeOptions, *,
+              resolver: NodeResolver | None = None,
+              on_layer: Callable[[LayerResult], None] | None = None) -> ProbeReport:
+    """Probe ``reference`` through ``target``; always returns a report."""
+    state = ProbeState(reference, target, options, resolver)
+    results: list[LayerResult] = []
+    failed_at: str | None = None
+    try:
+        for index, (module, weight) in enumerate(LAYER_TABLE):
+            if failed_at is not None:
+                result = LayerResult(module.NAME, Status.SKIPPED, detail=f"not run: {failed_at} failed")
+            else:
+                rest = sum(w for _, w in LAYER_TABLE[index:])
+                result = _run_layer(module, state, weight / rest)
+                if result.status is Status.FAILED:
+                    failed_at = module.NAME
+            results.append(result)
+            if on_layer is not None:
+                on_layer(result)
+    finally:
+        state.close()
+    return ProbeReport(
+        reference=str(reference), registry=reference.registry, layers=tuple(results),
+        endpoint=target.url, credential=_credential_label(state),
+    )
+
+
+def _credential_label(state: ProbeState) -> str | None:
+    cred = state.credential or (state.credentials[0] if state.credentials else None)
+    return f"{cred.source} key {cred.key}" if cred else None
+
+
+def _run_layer(module: ModuleType, state: ProbeState, share: float) -> LayerResult:
+    now = time.monotonic()
+    remaining = state.deadline - now
+    if remaining <= 0:
+        return LayerResult(module.NAME, Status.FAILED, detail=(
+            f"the probe's {state.options.timeout:g}s deadline ran out before the {module.NAME} layer"),
+            code=Code.TIMEOUT)
+    # Each layer may use its share, but never less than a usable slice of what is left.
+    state.layer_deadline = now + max(remaining * share, min(remaining, 1.0))
+    state.sockets.reset()
+    handle = WATCHDOG.schedule(state.layer_deadline, state.sockets.shutdown_all)
+    try:
+        result = module.run(state)
+    except Exception as exc:  # noqa: BLE001 - target failures must become diagnoses
+        result = _from_exception(module.NAME, state, exc)
+    finally:
+        WATCHDOG.cancel(handle)
+    seconds = time.monotonic() - now
+    if state.sockets.expired and result.status is Status.FAILED and result.code in _DEADLINE_CODES:
+        result = replace(result, code=_deadline_code(module.NAME),
+                         detail=f"{module.NAME} did not finish within {seconds:.2f}s: {result.detail}")
+    return replace(result, name=module.NAME, seconds=seconds)
+
+
+def _from_exception(layer: str, state: ProbeState, exc: Exception) -> LayerResult:
+    if isinstance(exc, (AssertionError, AttributeError, NameError, TypeError)):
+        raise exc  # programming errors are ours, not the registry's
+    code = diagnose_exception(exc, layer)
+    return LayerResult(layer, Status.FAILED, detail=describe_exception(exc), code=code,
+                       evidence={"exception": type(exc).__name__})
+
+
+def _deadline_code(layer: str) -> Code:
+    return {"dns": Code.DNS_TIMEOUT, "tcp": Code.TCP_TIMEOUT, "proxy": Code.PROXY_UNREACHABLE,
+            "tls": Code.TLS_HANDSHAKE_TIMEOUT}.get(layer, Code.TIMEOUT)
