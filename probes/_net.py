@@ -151,7 +151,7 @@ class NodeResolver:
             found = self._hosts[host]
             return Resolution(host, tuple(found[:MAX_ADDRESSES]), "hosts file", total=len(found))
         if self.config_error:
-            raise dns.resolver.NoNameservers(errors=[])
+            raise dns.resolver.NoNameservers()
         deadline = time.monotonic() + max(timeout, 0.01)
         addresses: list[str] = []
         canonical: str | None = None

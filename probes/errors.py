@@ -119,6 +119,10 @@ EXCEPTION_TABLE: tuple[tuple[type[BaseException], object], ...] = (
     (httpx.CloseError, Code.EOF_OR_RESET),
     (httpx.NetworkError, Code.EOF_OR_RESET),
     (httpx.InvalidURL, Code.UNKNOWN),
+    (httpx.ProtocolError, Code.EOF_OR_RESET),
+    (httpx.TransportError, Code.UNKNOWN),
+    (httpx.RequestError, Code.UNKNOWN),
+    (httpx.HTTPError, Code.UNKNOWN),  # incl. HTTPStatusError: probes never raise_for_status
     (OSError, _oserror_code),
 )
 
