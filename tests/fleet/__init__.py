@@ -89,9 +89,21 @@ from tests.fleet.sockets import FaultSockets
 from tests.fleet.tokenserver import TokenServer, start_token_server
 
 __all__ = [
-    "Fleet", "FleetError", "Registry", "TokenServer", "DnsServer", "Proxy", "QuirkyServer",
-    "RecordedRequest", "PushedImage", "Containerd", "CtrResult",
-    "ALICE", "BOB", "PROXY_USER", "PROXY_PASSWORD",
+    "ALICE",
+    "BOB",
+    "PROXY_PASSWORD",
+    "PROXY_USER",
+    "Containerd",
+    "CtrResult",
+    "DnsServer",
+    "Fleet",
+    "FleetError",
+    "Proxy",
+    "PushedImage",
+    "QuirkyServer",
+    "RecordedRequest",
+    "Registry",
+    "TokenServer",
 ]
 
 RESOLV_CONF = "nameserver 127.0.0.153\nsearch corp.test\noptions ndots:1 timeout:1 attempts:1\n"
@@ -227,7 +239,7 @@ def _timed(timings: dict[str, float], phase: str, fn: Callable[[], Any]) -> Any:
 
 def _build(workdir: Path, stack: contextlib.ExitStack) -> Fleet:
     """Start every component, registering its stop on ``stack`` the moment it exists."""
-    began, t = time.monotonic(), {}
+    began, t = time.monotonic(), dict[str, float]()
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     certs: FleetCerts = _timed(t, "certs", lambda: make_certs(workdir / "certs"))

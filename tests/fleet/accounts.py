@@ -9,10 +9,10 @@ from __future__ import annotations
 __all__ = [
     "ALICE",
     "BOB",
-    "PROXY_USER",
     "PROXY_PASSWORD",
-    "TOKEN_SERVICE",
+    "PROXY_USER",
     "TOKEN_ISSUER",
+    "TOKEN_SERVICE",
 ]
 
 #: Granted every requested scope by the token server; the htpasswd user of ``basic``.

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-__all__ = ["GOOD_IDENTITIES", "LeafFiles", "FleetCerts", "make_certs"]
+__all__ = ["GOOD_IDENTITIES", "FleetCerts", "LeafFiles", "make_certs"]
 
 GOOD_IDENTITIES = (
     "127.0.0.1",
@@ -65,7 +65,7 @@ def _token_signer(directory: Path) -> tuple[Path, Path]:
     """A self-signed RSA-2048 certificate + key for signing registry tokens."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pulldoctor-fleet-token-signer")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -96,7 +96,7 @@ def make_certs(directory: Path) -> FleetCerts:
     ca_file, other_ca_file = directory / "ca.pem", directory / "other-ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     other.cert_pem.write_to_path(str(other_ca_file))
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     day = dt.timedelta(days=1)
     issued = {
         "good": ca.issue_cert(*GOOD_IDENTITIES),

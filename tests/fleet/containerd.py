@@ -26,7 +26,7 @@ from pathlib import Path
 from tests.fleet.process import FleetError, ManagedProcess, spawn, wait_until
 from tests.fleet.proxy import hermetic_argv
 
-__all__ = ["CONTAINERD_BINARY", "CTR_BINARY", "CtrResult", "Containerd", "start_containerd"]
+__all__ = ["CONTAINERD_BINARY", "CTR_BINARY", "Containerd", "CtrResult", "start_containerd"]
 
 CONTAINERD_BINARY = "/usr/bin/containerd"
 CTR_BINARY = "/usr/bin/ctr"

@@ -30,21 +30,20 @@ records), so clients must retry over TCP. Every query is recorded in
 
 from __future__ import annotations
 
-import socket
 import socketserver
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dnslib import AAAA, CNAME, QTYPE, RCODE, RR, SOA, A, DNSRecord
-from dnslib.dns import DNSError
-from dnslib.server import BaseResolver, DNSHandler, DNSLogger
+from dnslib import AAAA, CNAME, QTYPE, RCODE, RR, SOA, A, DNSRecord  # type: ignore[import-untyped]
+from dnslib.dns import DNSError  # type: ignore[import-untyped]
+from dnslib.server import BaseResolver, DNSHandler, DNSLogger  # type: ignore[import-untyped]
 
 from tests.fleet.process import FleetError
 from tests.fleet.sockets import LOOPBACK
 
-__all__ = ["SYSTEM_ADDRESS", "DnsQuery", "DnsServer", "FleetZone", "start_dns", "BIG_COUNT"]
+__all__ = ["BIG_COUNT", "SYSTEM_ADDRESS", "DnsQuery", "DnsServer", "FleetZone", "start_dns"]
 
 SYSTEM_ADDRESS = "127.0.0.153"
 SYSTEM_PORT = 53
@@ -84,7 +83,8 @@ class FleetZone(BaseResolver):  # type: ignore[misc]
     def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
         qname = str(request.q.qname).rstrip(".").lower()
         qtype = QTYPE[request.q.qtype]
-        server = "%s:%s" % handler.server.server_address[:2]
+        host, port = handler.server.server_address[:2]
+        server = f"{host}:{port}"
         self.queries.append(DnsQuery(qname, str(qtype), handler.protocol, server))
         reply = request.reply()
         outcome = self._fill(qname, request.q.qtype, reply)
@@ -199,11 +199,17 @@ def _serve(server_cls: type[socketserver.BaseServer], where: tuple[str, int],
     return srv
 
 
+def _port(server: socketserver.BaseServer) -> int:
+    address = server.server_address
+    assert isinstance(address, tuple)
+    return int(address[1])
+
+
 def _pair_on_free_port(zone: FleetZone) -> list[socketserver.BaseServer]:
     """UDP and TCP on the same kernel-chosen port of 127.0.0.1 (retried if TCP is taken)."""
     for _ in range(10):
         udp = _serve(_UDP, (LOOPBACK, 0), zone)
-        port = udp.server_address[1]
+        port = _port(udp)
         try:
             return [udp, _serve(_TCP, (LOOPBACK, port), zone)]
         except OSError:
@@ -243,6 +249,5 @@ def start_dns(log: Path) -> DnsServer:
                              name="fleet-dns", daemon=True)
         t.start()
         threads.append(t)
-    port = servers[0].server_address[1]
-    return DnsServer(LOOPBACK, int(port), log, zone.queries, servers, threads)
+    return DnsServer(LOOPBACK, _port(servers[0]), log, zone.queries, servers, threads)
 

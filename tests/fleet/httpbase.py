@@ -23,7 +23,7 @@ from typing import Any
 
 from tests.fleet.sockets import LOOPBACK
 
-__all__ = ["TrackingHTTPServer", "ServerThread", "QuietHandler"]
+__all__ = ["QuietHandler", "ServerThread", "TrackingHTTPServer"]
 
 
 class QuietHandler(BaseHTTPRequestHandler):
@@ -32,7 +32,7 @@ class QuietHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 30
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         server = self.server
         assert isinstance(server, TrackingHTTPServer)
         server.write_log(f"{self.address_string()} {format % args}")

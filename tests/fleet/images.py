@@ -31,8 +31,13 @@ from dataclasses import dataclass, field
 import httpx
 
 __all__ = [
-    "OCI_MANIFEST", "OCI_INDEX", "DOCKER_MANIFEST", "DOCKER_LIST",
-    "PushedImage", "host_platform", "push_images",
+    "DOCKER_LIST",
+    "DOCKER_MANIFEST",
+    "OCI_INDEX",
+    "OCI_MANIFEST",
+    "PushedImage",
+    "host_platform",
+    "push_images",
 ]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["FleetError", "ManagedProcess", "spawn", "wait_until", "log_tail"]
+__all__ = ["FleetError", "ManagedProcess", "log_tail", "spawn", "wait_until"]
 
 _SETPRIV = "/usr/bin/setpriv"
 

@@ -15,6 +15,7 @@ localhost and ``*.test``. It refuses to run without that namespace: if
 
 from __future__ import annotations
 
+import functools
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,10 +25,11 @@ from tests.fleet.accounts import PROXY_PASSWORD, PROXY_USER
 from tests.fleet.process import ManagedProcess, spawn, wait_until
 from tests.fleet.sockets import LOOPBACK, allocate_ports
 
-__all__ = ["TINYPROXY_BINARY", "Proxy", "start_proxies", "hermetic_argv"]
+__all__ = ["TINYPROXY_BINARY", "Proxy", "hermetic_argv", "start_proxies"]
 
 TINYPROXY_BINARY = "/usr/bin/tinyproxy"
-_FILTER = "\n".join([r"^127\.0\.0\.1$", r"^::1$", r"^localhost$", r"\.test$", ""])
+# destinations tinyproxy may connect to: loopback literals and the fleet zone only
+_FILTER = "^127\\.0\\.0\\.1$\n^::1$\n^localhost$\n\\.test$\n"
 
 
 @dataclass
@@ -111,6 +113,6 @@ def start_proxies(workdir: Path, connect_ports: Iterable[int], resolv_conf: Path
         proxies[name] = proxy
     for proxy in proxies.values():
         assert proxy.process is not None
-        wait_until(lambda p=proxy: _listening(p.port), what=f"tinyproxy {proxy.name!r}",
+        wait_until(functools.partial(_listening, proxy.port), what=f"tinyproxy {proxy.name!r}",
                    log=proxy.log, timeout=timeout, check=proxy.process.check_alive)
     return proxies

@@ -27,7 +27,7 @@ from pathlib import Path
 from tests.fleet.httpbase import QuietHandler, ServerThread, TrackingHTTPServer
 from tests.fleet.sockets import LOOPBACK
 
-__all__ = ["QUIRKS", "RecordedRequest", "QuirkyServer", "start_quirky_servers"]
+__all__ = ["QUIRKS", "QuirkyServer", "RecordedRequest", "start_quirky_servers"]
 
 _API = {"Docker-Distribution-Api-Version": "registry/2.0"}
 _MANIFEST = re.compile(r"^/v2/.+/manifests/[^/]+$")

@@ -37,7 +37,7 @@ from tests.fleet.certs import FleetCerts
 from tests.fleet.process import FleetError, ManagedProcess, log_tail, spawn
 from tests.fleet.sockets import LOOPBACK, allocate_ports
 
-__all__ = ["REGISTRY_BINARY", "RegistrySpec", "Registry", "SPECS", "start_registries"]
+__all__ = ["REGISTRY_BINARY", "SPECS", "Registry", "RegistrySpec", "start_registries"]
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 _PORT_RETRIES = 3

@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["LOOPBACK", "allocate_ports", "FaultSockets"]
+__all__ = ["LOOPBACK", "FaultSockets", "allocate_ports"]
 
 LOOPBACK = "127.0.0.1"
 _BLACKHOLE_FILLERS = 3

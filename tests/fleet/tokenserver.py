@@ -105,7 +105,7 @@ class _Signer:
             "access": grant(user, scopes),
         }
         token = jwt.encode(claims, self.key, algorithm="RS256", headers={"x5c": self.x5c})
-        issued = dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        issued = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return {
             "token": token,
             "access_token": token,

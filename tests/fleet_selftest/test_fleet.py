@@ -65,15 +65,15 @@ def test_v2_answers_per_registry(fleet: Fleet, name: str, status: int, challenge
 def test_faulty_tls_registries_fail_verification(fleet: Fleet, name: str, verify_code: int) -> None:
     """Each faulty TLS registry fails certificate verification for its own reason."""
     reg = fleet.registries[name]
-    with socket.create_connection(("127.0.0.1", reg.port), timeout=5) as raw:
-        with pytest.raises(ssl.SSLCertVerificationError) as err:
-            _verify(fleet).wrap_socket(raw, server_hostname="127.0.0.1")
+    with socket.create_connection(("127.0.0.1", reg.port), timeout=5) as raw, \
+            pytest.raises(ssl.SSLCertVerificationError) as err:
+        _verify(fleet).wrap_socket(raw, server_hostname="127.0.0.1")
     assert err.value.verify_code == verify_code
 
 
 def test_images_are_served_by_every_instance(fleet: Fleet) -> None:
     """The pushed digests and platforms are what the TLS and basic registries serve."""
-    accept = ", ".join([OCI_MANIFEST, OCI_INDEX, DOCKER_LIST])
+    accept = f"{OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_LIST}"
     with _client(fleet, headers={"Accept": accept}) as client:
         for key, image in fleet.images.items():
             r = client.head(f"{fleet.registries['tls'].url}/v2/{image.repository}/manifests/{image.tag}")
@@ -194,16 +194,15 @@ def test_open_proxy_connects_only_to_listed_ports(fleet: Fleet) -> None:
     with _client(fleet, proxy=fleet.proxies["open"].url) as client:
         with pytest.raises(httpx.ProxyError, match="403"):
             client.get(f"https://127.0.0.1:{fleet.registries['plain'].port}/v2/")
-        with pytest.raises(httpx.ProxyError, match="403"):
-            client.get("https://example.com/")  # filtered: tinyproxy never resolves it
+        with pytest.raises(httpx.ProxyError, match="403 Filtered"):
+            client.get(f"https://example.com:{tls.port}/")  # never resolved, never left the box
 
 
 def test_auth_proxy_requires_credentials(fleet: Fleet) -> None:
     """The auth proxy answers 407 without credentials and tunnels with proxyuser/proxypass."""
     tls, auth = fleet.registries["tls"], fleet.proxies["auth"]
-    with _client(fleet, proxy=auth.url) as client:
-        with pytest.raises(httpx.ProxyError, match="407"):
-            client.get(f"{tls.url}/v2/")
+    with _client(fleet, proxy=auth.url) as client, pytest.raises(httpx.ProxyError, match="407"):
+        client.get(f"{tls.url}/v2/")
     with_creds = auth.url.replace("http://", f"http://{PROXY_USER}:{PROXY_PASSWORD}@")
     with _client(fleet, proxy=with_creds) as client:
         assert client.get(f"{tls.url}/v2/").status_code == 200
@@ -282,13 +281,16 @@ def test_files(fleet: Fleet, tmp_path: Path) -> None:
 # --- containerd --------------------------------------------------------------------------------
 
 def test_containerd_pulls(fleet: Fleet) -> None:
-    """ctr pulls through hosts.toml by IP and by registry.test, and fails on a wrong password."""
+    """ctr pulls by IP, by registry.test and via the token server, and fails on a wrong password."""
     ctrd = fleet.start_containerd()
-    tls, basic = fleet.registries["tls"], fleet.registries["basic"]
+    tls, basic, token = (fleet.registries[n] for n in ("tls", "basic", "token"))
     ok = ctrd.pull(fleet.images["hello"].ref(tls.host), hosts_dir=fleet.certs_dir)
     assert ok.returncode == 0, ok.last_line
     named = ctrd.pull(f"registry.test:{tls.port}/test/multi:v1", hosts_dir=fleet.certs_dir)
     assert named.returncode == 0, named.last_line
+    alice = ctrd.pull(f"{token.host}/test/hello:v1", hosts_dir=fleet.certs_dir, user="alice:secret")
+    assert alice.returncode == 0, alice.last_line
+    assert [r.method for r in fleet.token_server.requests[-1:]] == ["POST"]
     bad = ctrd.pull(f"{basic.host}/test/hello:v1", hosts_dir=fleet.certs_dir, user="alice:wrong")
     assert bad.returncode == 1 and "401 Unauthorized" in bad.last_line
     assert "wrong" not in bad.stderr
@@ -297,7 +299,7 @@ def test_containerd_pulls(fleet: Fleet) -> None:
 # --- lifecycle ---------------------------------------------------------------------------------
 
 def _processes_mentioning(text: str) -> str:
-    return subprocess.run(["pgrep", "-af", text], capture_output=True, text=True).stdout
+    return subprocess.run(["pgrep", "-af", text], check=False, capture_output=True, text=True).stdout
 
 
 def test_second_fleet_stops_everything(tmp_path: Path) -> None:
@@ -316,7 +318,7 @@ def test_failed_start_names_component_and_cleans_up(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A registry that cannot start fails start-up with its name and log, and nothing lingers."""
     monkeypatch.setattr(registry_module, "REGISTRY_BINARY", "/bin/false")
-    with pytest.raises(FleetError, match=r"registry '\w+'.*exited.*registry-\w+\.log"):
-        with Fleet.start(tmp_path):
-            pass  # pragma: no cover
+    with pytest.raises(FleetError, match=r"registry '\w+'.*exited.*registry-\w+\.log"), \
+            Fleet.start(tmp_path):
+        pass  # pragma: no cover
     assert _processes_mentioning(str(tmp_path)) == ""
