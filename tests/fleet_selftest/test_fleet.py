@@ -6,7 +6,6 @@ import base64
 import json
 import socket
 import ssl
-import subprocess
 import time
 from pathlib import Path
 
@@ -298,8 +297,17 @@ def test_containerd_pulls(fleet: Fleet) -> None:
 
 # --- lifecycle ---------------------------------------------------------------------------------
 
-def _processes_mentioning(text: str) -> str:
-    return subprocess.run(["pgrep", "-af", text], check=False, capture_output=True, text=True).stdout
+def _processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that contain ``text`` (a /proc scan, like pgrep -f)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # the process ended while we looked
+        if text in argv:
+            found.append(argv)
+    return found
 
 
 def test_second_fleet_stops_everything(tmp_path: Path) -> None:
@@ -308,7 +316,7 @@ def test_second_fleet_stops_everything(tmp_path: Path) -> None:
         pids = other.pids()
         ports = [r.port for r in other.registries.values()] + [other.quirky["html"].port]
         assert len(pids) == len(other.registries) + len(other.proxies)
-    assert _processes_mentioning(str(tmp_path)) == ""
+    assert _processes_mentioning(str(tmp_path)) == []
     for port in ports:
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=1)
@@ -321,4 +329,4 @@ def test_failed_start_names_component_and_cleans_up(tmp_path: Path,
     with pytest.raises(FleetError, match=r"registry '\w+'.*exited.*registry-\w+\.log"), \
             Fleet.start(tmp_path):
         pass  # pragma: no cover
-    assert _processes_mentioning(str(tmp_path)) == ""
+    assert _processes_mentioning(str(tmp_path)) == []
