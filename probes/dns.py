@@ -9,6 +9,7 @@ is resolved by the proxy. It refuses to fall back to the process's resolver.
 from __future__ import annotations
 
 from probes._net import is_ip
+from probes.codes import Code
 from probes.errors import describe_exception, diagnose_exception
 from probes.result import LayerResult
 from probes.state import ProbeState, failed, ok, skipped
@@ -40,6 +41,8 @@ def run(state: ProbeState) -> LayerResult:
         resolution = state.resolver.resolve(host, state.time_left())
     except Exception as exc:  # noqa: BLE001 - dnspython raises many types; the table maps them
         code = diagnose_exception(exc, NAME)
+        if role == "proxy":  # the node cannot even find its proxy
+            evidence["cause"], code = code.value, Code.PROXY_UNREACHABLE
         return failed(code, f"{role} {host}: {describe_exception(exc)}", **evidence)
     state.addresses = resolution.addresses
     evidence.update(addresses=list(resolution.addresses), source=resolution.source,

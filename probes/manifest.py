@@ -27,6 +27,8 @@ ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 INDEX_TYPES = {OCI_INDEX, DOCKER_LIST}
 #: Bytes of an index read at most (real indexes are a few KiB).
 MAX_INDEX = 4 * 1024 * 1024
+#: Tags listed at most as evidence of what does exist.
+MAX_TAGS = 10
 
 
 def _request(state: ProbeState, method: str, limit: int = 64 * 1024) -> Exchange:
@@ -93,17 +95,37 @@ def _found(state: ProbeState, ex: Exchange, evidence: dict[str, Any]) -> LayerRe
     return ok(f"index {evidence['digest']} has {state.options.platform}", **evidence)
 
 
+def _tags(state: ProbeState) -> tuple[bool | None, list[str]]:
+    """Whether the repository exists, from ``tags/list``, and its first tags."""
+    headers = {"Authorization": state.authorization} if state.authorization else {}
+    url = f"{state.base_url()}/{state.reference.repository}/tags/list?n={MAX_TAGS}"
+    try:
+        ex = exchange(state, "GET", url, headers=headers)
+    except Exception:  # noqa: BLE001 - best-effort evidence only
+        return None, []
+    data = ex.json()
+    if ex.status == 200 and isinstance(data, dict):
+        tags = data.get("tags") or []
+        return True, [str(t)[:64] for t in tags[:MAX_TAGS]] if isinstance(tags, list) else []
+    if ex.status == 404 and "NAME_UNKNOWN" in registry_errors(ex):
+        return False, []
+    return None, []
+
+
 def _not_found(state: ProbeState, evidence: dict[str, Any]) -> LayerResult:
     evidence = _with_errors(state, evidence)
     errors = evidence.get("registry_errors", [])
     ref = state.reference
-    if "NAME_UNKNOWN" in errors:
-        what = f"repository {ref.repository} does not exist"
-    elif "MANIFEST_UNKNOWN" in errors:
-        what = f"{ref.repository} has no manifest {ref.manifest_ref}"
+    exists, tags = (False, []) if "NAME_UNKNOWN" in errors else _tags(state)
+    if exists is False:
+        what, evidence["missing"] = f"repository {ref.repository} does not exist", "repository"
+    elif exists:
+        shown = ", ".join(tags) if tags else "none"
+        what = f"{ref.repository} has no manifest {ref.manifest_ref} (tags: {shown})"
+        evidence.update(missing="manifest", tags=tags)
     else:
-        what = f"{ref.repository}:{ref.manifest_ref} not found (registry gave no error code)"
-    evidence["missing"] = "repository" if "NAME_UNKNOWN" in errors else "manifest"
+        what = f"{ref.repository}:{ref.manifest_ref} not found"
+        evidence["missing"] = "manifest"
     return failed(Code.IMAGE_NOT_FOUND, what, **evidence)
 
 

@@ -144,7 +144,9 @@ class ProbeState:
         self.layer_deadline = self.deadline
         self.sockets = SocketSet()
         self.resolver = resolver or NodeResolver(options.dns)
-        self.proxy_url: str | None = None
+        self.proxy_url: str | None = (
+            options.proxy_for(target.scheme, target.host, target.port) if options.proxy_for
+            else None)
         self.addresses: tuple[str, ...] = ()
         self.connected_address: str | None = None
         self.stream: Any = None  # the raw socket of the tcp/proxy layers, consumed by tls
