@@ -73,7 +73,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tests.fleet.accounts import ALICE, BOB, PROXY_PASSWORD, PROXY_USER
 from tests.fleet.certs import FleetCerts, make_certs
@@ -81,7 +81,7 @@ from tests.fleet.containerd import Containerd, CtrResult, start_containerd
 from tests.fleet.dnsserver import DnsServer, start_dns
 from tests.fleet.dockerconfig import write_docker_config
 from tests.fleet.images import PushedImage, push_images
-from tests.fleet.process import FleetError
+from tests.fleet.process import FleetError, Stoppable
 from tests.fleet.proxy import Proxy, start_proxies
 from tests.fleet.quirky import QuirkyServer, RecordedRequest, start_quirky_servers
 from tests.fleet.registry import Registry, start_registries
@@ -108,10 +108,6 @@ __all__ = [
 
 RESOLV_CONF = "nameserver 127.0.0.153\nsearch corp.test\noptions ndots:1 timeout:1 attempts:1\n"
 HOSTS_FILE = "127.0.0.1 localhost\n::1 localhost ip6-localhost\n127.0.0.1 hostsonly.test\n"
-
-
-class _Stoppable(Protocol):
-    def stop(self) -> None: ...
 
 
 def _stop_all(items: list[Any]) -> None:
@@ -179,7 +175,11 @@ class Fleet:
             yield fleet
 
     def start_containerd(self) -> Containerd:
-        """Start the private containerd once (later calls return the same one)."""
+        """Start the private containerd once (later calls return the same one).
+
+        Call it from a thread that lives as long as the fleet (normally the main
+        thread): the daemon gets a parent-death signal tied to the calling thread.
+        """
         with self._lock:
             if self.containerd is None:
                 began = time.monotonic()
@@ -188,9 +188,10 @@ class Fleet:
                 self.startup_seconds["containerd"] = time.monotonic() - began
             return self.containerd
 
-    def docker_config(self, entries: dict[str, tuple[str, str]], path: Path | None = None,
-                      shape: str = "auths") -> Path:
-        """Write a docker config (``auths`` / ``username`` / ``dockercfg`` shape); return its path."""
+    def docker_config(
+        self, entries: dict[str, tuple[str, str]], path: Path | None = None, shape: str = "auths"
+    ) -> Path:
+        """Write a docker config in ``shape`` (auths/username/dockercfg); return its path."""
         if path is None:
             path = self.workdir / "docker-configs" / f"config-{next(self._configs)}.json"
         return write_docker_config(entries, path, shape)
@@ -209,20 +210,42 @@ class Fleet:
             "ca_file": str(self.ca_file),
             "other_ca_file": str(self.other_ca_file),
             "certs_dir": str(self.certs_dir),
-            "registries": {n: {"host": r.host, "url": r.url, "port": r.port, "scheme": r.scheme,
-                               "log": str(r.log)} for n, r in self.registries.items()},
+            "registries": {
+                n: {
+                    "host": r.host,
+                    "url": r.url,
+                    "port": r.port,
+                    "scheme": r.scheme,
+                    "log": str(r.log),
+                }
+                for n, r in self.registries.items()
+            },
             "token_server": {"url": self.token_server.url, "port": self.token_server.port},
-            "images": {k: {"repository": i.repository, "tag": i.tag, "digest": i.digest,
-                           "media_type": i.media_type, "platforms": i.platforms}
-                       for k, i in self.images.items()},
-            "dns": {"address": self.dns.address, "port": self.dns.port,
-                    "system_address": self.dns.system_address,
-                    "system_port": self.dns.system_port},
+            "images": {
+                k: {
+                    "repository": i.repository,
+                    "tag": i.tag,
+                    "digest": i.digest,
+                    "media_type": i.media_type,
+                    "platforms": i.platforms,
+                }
+                for k, i in self.images.items()
+            },
+            "dns": {
+                "address": self.dns.address,
+                "port": self.dns.port,
+                "system_address": self.dns.system_address,
+                "system_port": self.dns.system_port,
+            },
             "resolv_conf": str(self.resolv_conf),
             "hosts_file": str(self.hosts_file),
             "proxies": {n: {"url": p.url, "port": p.port} for n, p in self.proxies.items()},
-            "ports": {"closed": self.closed_port, "silent": self.silent_port,
-                      "blackhole": self.blackhole_port, "reset": self.reset_port},
+            "ports": {
+                "closed": self.closed_port,
+                "silent": self.silent_port,
+                "blackhole": self.blackhole_port,
+                "reset": self.reset_port,
+            },
             "quirky": {n: {"url": q.url, "port": q.port} for n, q in self.quirky.items()},
             "containerd": {"socket": str(self.containerd.socket)} if self.containerd else None,
             "startup_seconds": {k: round(v, 3) for k, v in self.startup_seconds.items()},
@@ -246,7 +269,7 @@ def _build(workdir: Path, stack: contextlib.ExitStack) -> Fleet:
     resolv_conf, hosts_file = workdir / "resolv.conf", workdir / "hosts"
     resolv_conf.write_text(RESOLV_CONF)
     hosts_file.write_text(HOSTS_FILE)
-    started: list[_Stoppable] = []
+    started: list[Stoppable] = []
     stack.callback(_stop_all, started)
     faults = FaultSockets.start()
     started.append(faults)
@@ -254,24 +277,46 @@ def _build(workdir: Path, stack: contextlib.ExitStack) -> Fleet:
     started.append(dns)
     token = start_token_server(certs, logs / "token-server.log")
     started.append(token)
-    quirky = start_quirky_servers(logs, started)  # type: ignore[arg-type]
-    registries: dict[str, Registry] = _timed(t, "registries", lambda: start_registries(
-        workdir, certs, token.url, started))  # type: ignore[arg-type]
+    quirky = start_quirky_servers(logs, started)
+    registries: dict[str, Registry] = _timed(
+        t, "registries", lambda: start_registries(workdir, certs, token.url, started)
+    )
     images = _timed(t, "images", lambda: push_images(registries["plain"].url))
     certs_dir = workdir / "certs.d"
     write_certs_dir(certs_dir, registries, certs.ca_file)
     connect_ports = [r.port for r in registries.values() if r.scheme == "https"]
-    connect_ports += [token.port, faults.closed_port, faults.silent_port, faults.reset_port,
-                      faults.blackhole_port]
-    proxies = _timed(t, "proxies", lambda: start_proxies(
-        workdir, connect_ports, resolv_conf, hosts_file, started))  # type: ignore[arg-type]
+    connect_ports += [
+        token.port,
+        faults.closed_port,
+        faults.silent_port,
+        faults.reset_port,
+        faults.blackhole_port,
+    ]
+    proxies = _timed(
+        t,
+        "proxies",
+        lambda: start_proxies(workdir, connect_ports, resolv_conf, hosts_file, started),
+    )
     t["total"] = time.monotonic() - began
     fleet = Fleet(
-        workdir=workdir, logs_dir=logs, ca_file=certs.ca_file, other_ca_file=certs.other_ca_file,
-        certs_dir=certs_dir, registries=registries, token_server=token, images=images, dns=dns,
-        resolv_conf=resolv_conf, hosts_file=hosts_file, proxies=proxies,
-        closed_port=faults.closed_port, silent_port=faults.silent_port,
-        blackhole_port=faults.blackhole_port, reset_port=faults.reset_port, quirky=quirky,
-        startup_seconds=t, _stack=stack,
+        workdir=workdir,
+        logs_dir=logs,
+        ca_file=certs.ca_file,
+        other_ca_file=certs.other_ca_file,
+        certs_dir=certs_dir,
+        registries=registries,
+        token_server=token,
+        images=images,
+        dns=dns,
+        resolv_conf=resolv_conf,
+        hosts_file=hosts_file,
+        proxies=proxies,
+        closed_port=faults.closed_port,
+        silent_port=faults.silent_port,
+        blackhole_port=faults.blackhole_port,
+        reset_port=faults.reset_port,
+        quirky=quirky,
+        startup_seconds=t,
+        _stack=stack,
     )
     return fleet

@@ -1,4 +1,4 @@
-"""Certificates for the fleet: one trusted CA, one unrelated CA, and leaves that are wrong on purpose.
+"""Certificates for the fleet: a trusted CA, an unrelated CA, and leaves wrong on purpose.
 
 The good leaf covers every name a test may dial (127.0.0.1, ::1, localhost,
 registry.test, *.registry.test, registry.corp.test). The faulty leaves differ

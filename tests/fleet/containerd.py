@@ -72,26 +72,50 @@ class Containerd:
     namespace: str = _NAMESPACE
     _tmp_socket_dir: Path | None = field(default=None, repr=False)
 
-    def ctr(self, *args: str, timeout: float = 30, env: Mapping[str, str] | None = None
-            ) -> CtrResult:
+    def ctr(
+        self, *args: str, timeout: float = 30, env: Mapping[str, str] | None = None
+    ) -> CtrResult:
         """Run ``ctr -a SOCKET -n NAMESPACE ARGS…`` hermetically and capture its output."""
-        argv = hermetic_argv([CTR_BINARY, "-a", str(self.socket), "-n", self.namespace, *args],
-                             self.resolv_conf, self.hosts_file)
+        argv = hermetic_argv(
+            [CTR_BINARY, "-a", str(self.socket), "-n", self.namespace, *args],
+            self.resolv_conf,
+            self.hosts_file,
+        )
         started = time.monotonic()
         try:
-            done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False,
-                                  env=_clean_env(env), stdin=subprocess.DEVNULL)
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+                env=_clean_env(env),
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired as exc:
             err = _text(exc.stderr)
-            return CtrResult(-9, err, _last_line(err), _text(exc.stdout), True,
-                             time.monotonic() - started)
+            return CtrResult(
+                -9, err, _last_line(err), _text(exc.stdout), True, time.monotonic() - started
+            )
         err = _text(done.stderr)
-        return CtrResult(done.returncode, err, _last_line(err), _text(done.stdout), False,
-                         time.monotonic() - started)
+        return CtrResult(
+            done.returncode,
+            err,
+            _last_line(err),
+            _text(done.stdout),
+            False,
+            time.monotonic() - started,
+        )
 
-    def pull(self, ref: str, *, hosts_dir: Path | None = None, user: str | None = None,
-             plain_http: bool = False, timeout: float = 30,
-             env: Mapping[str, str] | None = None) -> CtrResult:
+    def pull(
+        self,
+        ref: str,
+        *,
+        hosts_dir: Path | None = None,
+        user: str | None = None,
+        plain_http: bool = False,
+        timeout: float = 30,
+        env: Mapping[str, str] | None = None,
+    ) -> CtrResult:
         """``ctr images pull [--hosts-dir D] [--user U] [--plain-http] REF``."""
         args = ["images", "pull"]
         if hosts_dir is not None:
@@ -147,8 +171,9 @@ def _socket_answers(sock: Path) -> bool:
     return True
 
 
-def start_containerd(workdir: Path, resolv_conf: Path, hosts_file: Path,
-                     timeout: float = 20.0) -> Containerd:
+def start_containerd(
+    workdir: Path, resolv_conf: Path, hosts_file: Path, timeout: float = 20.0
+) -> Containerd:
     """Start the daemon and wait until ``ctr version`` answers."""
     base = workdir / "containerd"
     root, state = base / "root", base / "state"
@@ -164,8 +189,13 @@ def start_containerd(workdir: Path, resolv_conf: Path, hosts_file: Path,
     proc = spawn("containerd", [CONTAINERD_BINARY, "--config", str(config)], log)
     daemon = Containerd(sock, root, log, resolv_conf, hosts_file, proc, _tmp_socket_dir=tmp)
     try:
-        wait_until(lambda: _socket_answers(sock), what="containerd", log=log, timeout=timeout,
-                   check=proc.check_alive)
+        wait_until(
+            lambda: _socket_answers(sock),
+            what="containerd",
+            log=log,
+            timeout=timeout,
+            check=proc.check_alive,
+        )
         version = daemon.ctr("version", timeout=timeout)
         if version.returncode != 0:
             raise FleetError(f"containerd: `ctr version` failed: {version.last_line}; see {log}")

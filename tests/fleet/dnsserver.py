@@ -9,19 +9,20 @@ holding that address makes start-up fail loudly.
 
 Zone (names are case-insensitive):
 
-====================================  =========================================
-``registry.test``, ``*.registry.test``  A 127.0.0.1, AAAA ::1
-``registry.corp.test``                  A 127.0.0.1 (for search-list tests)
-``*.nx.test``                           NXDOMAIN
-``*.servfail.test``                     SERVFAIL
-``*.refused.test``                      REFUSED
-``*.drop.test``                         no reply at all
-``noaddr.test``                         NOERROR, no records
-``big.test``                            300 A records in 127.0.0.0/8 (truncated over UDP)
-``loop.test`` / ``loop2.test``          CNAME loop
-anything else under ``.test``           NXDOMAIN (``hostsonly.test`` too: it is only in the hosts file)
-anything outside ``.test``              REFUSED (it never forwards)
-====================================  =========================================
+=======================================  =======================================================
+``registry.test``, ``*.registry.test``   A 127.0.0.1, AAAA ::1
+``registry.corp.test``                   A 127.0.0.1 (for search-list tests)
+``*.nx.test``                            NXDOMAIN
+``*.servfail.test``                      SERVFAIL
+``*.refused.test``                       REFUSED
+``*.drop.test``                          no reply at all
+``noaddr.test``                          NOERROR, no records
+``big.test``                             300 A records in 127.0.0.0/8 (truncated over UDP)
+``loop.test`` / ``loop2.test``           CNAME loop
+``test`` (the apex)                      NOERROR, no records
+anything else under ``.test``            NXDOMAIN (also ``hostsonly.test``: hosts file only)
+anything outside ``.test``               REFUSED (it never forwards)
+=======================================  =======================================================
 
 UDP answers larger than 512 bytes are truncated (TC bit, question kept, no
 records), so clients must retry over TCP. Every query is recorded in
@@ -99,8 +100,11 @@ class FleetZone(BaseResolver):  # type: ignore[misc]
             return self._rcode(reply, RCODE.REFUSED, soa=False)
         if _in(name, "drop.test"):
             return "drop"
-        for zone, rcode in (("nx.test", RCODE.NXDOMAIN), ("servfail.test", RCODE.SERVFAIL),
-                            ("refused.test", RCODE.REFUSED)):
+        for zone, rcode in (
+            ("nx.test", RCODE.NXDOMAIN),
+            ("servfail.test", RCODE.SERVFAIL),
+            ("refused.test", RCODE.REFUSED),
+        ):
             if _in(name, zone):
                 return self._rcode(reply, rcode, soa=rcode == RCODE.NXDOMAIN)
         records = self._records(name, qtype)
@@ -125,7 +129,8 @@ class FleetZone(BaseResolver):  # type: ignore[misc]
         a, aaaa = qtype in (QTYPE.A, QTYPE.ANY), qtype in (QTYPE.AAAA, QTYPE.ANY)
         if _in(name, "registry.test"):
             return ([RR(name, QTYPE.A, rdata=A("127.0.0.1"), ttl=_TTL)] if a else []) + (
-                [RR(name, QTYPE.AAAA, rdata=AAAA("::1"), ttl=_TTL)] if aaaa else [])
+                [RR(name, QTYPE.AAAA, rdata=AAAA("::1"), ttl=_TTL)] if aaaa else []
+            )
         if name == "registry.corp.test":
             return [RR(name, QTYPE.A, rdata=A("127.0.0.1"), ttl=_TTL)] if a else []
         if name in ("noaddr.test", "test"):
@@ -134,8 +139,10 @@ class FleetZone(BaseResolver):  # type: ignore[misc]
             return [RR(name, QTYPE.A, rdata=A(ip), ttl=_TTL) for ip in big_addresses()] if a else []
         if name in ("loop.test", "loop2.test"):
             other = "loop2.test" if name == "loop.test" else "loop.test"
-            return [RR(name, QTYPE.CNAME, rdata=CNAME(other + "."), ttl=_TTL),
-                    RR(other, QTYPE.CNAME, rdata=CNAME(name + "."), ttl=_TTL)]
+            return [
+                RR(name, QTYPE.CNAME, rdata=CNAME(other + "."), ttl=_TTL),
+                RR(other, QTYPE.CNAME, rdata=CNAME(name + "."), ttl=_TTL),
+            ]
         return None
 
 
@@ -191,11 +198,13 @@ class DnsServer:
             t.join(timeout=5)
 
 
-def _serve(server_cls: type[socketserver.BaseServer], where: tuple[str, int],
-           zone: FleetZone) -> socketserver.BaseServer:
+def _serve(
+    server_cls: type[socketserver.BaseServer], where: tuple[str, int], zone: FleetZone
+) -> socketserver.BaseServer:
     srv = server_cls(where, _Handler)
     srv.resolver = zone  # type: ignore[attr-defined]
-    srv.logger = DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data")  # type: ignore[attr-defined]
+    quiet = DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data")
+    srv.logger = quiet  # type: ignore[attr-defined]
     return srv
 
 
@@ -245,9 +254,9 @@ def start_dns(log: Path) -> DnsServer:
         raise
     threads = []
     for srv in servers:
-        t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                             name="fleet-dns", daemon=True)
+        t = threading.Thread(
+            target=srv.serve_forever, kwargs={"poll_interval": 0.05}, name="fleet-dns", daemon=True
+        )
         t.start()
         threads.append(t)
     return DnsServer(LOOPBACK, _port(servers[0]), log, zone.queries, servers, threads)
-

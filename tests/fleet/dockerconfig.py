@@ -29,8 +29,9 @@ def _entry(user: str, password: str, shape: str) -> dict[str, str]:
     return entry
 
 
-def write_docker_config(entries: dict[str, tuple[str, str]], path: Path, shape: str = "auths"
-                        ) -> Path:
+def write_docker_config(
+    entries: dict[str, tuple[str, str]], path: Path, shape: str = "auths"
+) -> Path:
     """Write ``entries`` (registry key → (user, password)) to ``path`` in ``shape``."""
     if shape not in SHAPES:
         raise ValueError(f"unknown docker config shape {shape!r}; expected one of {SHAPES}")

@@ -37,8 +37,9 @@ class QuietHandler(BaseHTTPRequestHandler):
         assert isinstance(server, TrackingHTTPServer)
         server.write_log(f"{self.address_string()} {format % args}")
 
-    def send_body(self, status: int, body: bytes, content_type: str,
-                  headers: dict[str, str] | None = None) -> None:
+    def send_body(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
         """Send a complete response; HEAD gets the headers with the body's length only."""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -56,8 +57,12 @@ class TrackingHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = False
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler], log: Path,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        handler: type[BaseHTTPRequestHandler],
+        log: Path,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.log_path = log
         self.ssl_context = ssl_context
         self._conns: set[socket.socket] = set()

@@ -50,11 +50,17 @@ DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 _MACHINE_TO_PLATFORM = {
-    "x86_64": "linux/amd64", "amd64": "linux/amd64",
-    "aarch64": "linux/arm64", "arm64": "linux/arm64",
-    "armv7l": "linux/arm/v7", "armv6l": "linux/arm/v6",
-    "s390x": "linux/s390x", "ppc64le": "linux/ppc64le", "riscv64": "linux/riscv64",
-    "i686": "linux/386", "i386": "linux/386",
+    "x86_64": "linux/amd64",
+    "amd64": "linux/amd64",
+    "aarch64": "linux/arm64",
+    "arm64": "linux/arm64",
+    "armv7l": "linux/arm/v7",
+    "armv6l": "linux/arm/v6",
+    "s390x": "linux/s390x",
+    "ppc64le": "linux/ppc64le",
+    "riscv64": "linux/riscv64",
+    "i686": "linux/386",
+    "i386": "linux/386",
 }
 _FOREIGN_CANDIDATES = ("linux/s390x", "linux/ppc64le", "linux/riscv64")
 
@@ -125,8 +131,11 @@ class _Uploader:
             raise RuntimeError(f"blob upload start: {start.status_code} {start.text[:200]}")
         location = start.headers["Location"]
         sep = "&" if "?" in location else "?"
-        done = self.client.put(f"{location}{sep}digest={digest}", content=data,
-                               headers={"Content-Type": "application/octet-stream"})
+        done = self.client.put(
+            f"{location}{sep}digest={digest}",
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
         if done.status_code != 201:
             raise RuntimeError(f"blob upload: {done.status_code} {done.text[:200]}")
         self.blobs.append(digest)
@@ -134,27 +143,41 @@ class _Uploader:
 
     def manifest(self, ref: str, obj: dict[str, object], media_type: str) -> tuple[str, int]:
         body = json.dumps(obj, separators=(",", ":")).encode()
-        r = self.client.put(f"/v2/{self.repository}/manifests/{ref}", content=body,
-                            headers={"Content-Type": media_type})
+        r = self.client.put(
+            f"/v2/{self.repository}/manifests/{ref}",
+            content=body,
+            headers={"Content-Type": media_type},
+        )
         if r.status_code != 201:
             raise RuntimeError(f"manifest {self.repository}:{ref}: {r.status_code} {r.text[:200]}")
         return _sha(body), len(body)
 
     def image(self, plat: str, *, docker: bool = False) -> tuple[str, int, dict[str, object]]:
-        """Push config + layer + manifest (by digest) for ``plat``; returns digest, size, manifest."""
+        """Push config, layer and manifest (by digest) for ``plat``; return them."""
         tar, gz = _layer(f"hello from {self.repository} for {plat}\n")
-        config = json.dumps({
-            **_split(plat), "config": {"Cmd": ["/hello"]},
-            "rootfs": {"type": "layers", "diff_ids": [_sha(tar)]},
-        }).encode()
+        config = json.dumps(
+            {
+                **_split(plat),
+                "config": {"Cmd": ["/hello"]},
+                "rootfs": {"type": "layers", "diff_ids": [_sha(tar)]},
+            }
+        ).encode()
         media_type = DOCKER_MANIFEST if docker else OCI_MANIFEST
         manifest: dict[str, object] = {
             "schemaVersion": 2,
             "mediaType": media_type,
-            "config": {"mediaType": DOCKER_CONFIG if docker else OCI_CONFIG,
-                       "digest": self.blob(config), "size": len(config)},
-            "layers": [{"mediaType": DOCKER_LAYER if docker else OCI_LAYER,
-                        "digest": self.blob(gz), "size": len(gz)}],
+            "config": {
+                "mediaType": DOCKER_CONFIG if docker else OCI_CONFIG,
+                "digest": self.blob(config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": DOCKER_LAYER if docker else OCI_LAYER,
+                    "digest": self.blob(gz),
+                    "size": len(gz),
+                }
+            ],
         }
         body = json.dumps(manifest, separators=(",", ":")).encode()
         digest, size = self.manifest(_sha(body), manifest, media_type)
@@ -167,20 +190,24 @@ class _Uploader:
         for plat in platforms:
             digest, size, _ = self.image(plat, docker=docker)
             children[plat] = digest
-            entries.append({"mediaType": child_type, "digest": digest, "size": size,
-                            "platform": _split(plat)})
+            entries.append(
+                {"mediaType": child_type, "digest": digest, "size": size, "platform": _split(plat)}
+            )
         media_type = DOCKER_LIST if docker else OCI_INDEX
-        digest, size = self.manifest(tag, {"schemaVersion": 2, "mediaType": media_type,
-                                           "manifests": entries}, media_type)
-        return PushedImage(self.repository, tag, digest, media_type, size, children,
-                           tuple(self.blobs))
+        digest, size = self.manifest(
+            tag, {"schemaVersion": 2, "mediaType": media_type, "manifests": entries}, media_type
+        )
+        return PushedImage(
+            self.repository, tag, digest, media_type, size, children, tuple(self.blobs)
+        )
 
     def single(self, tag: str, plat: str) -> PushedImage:
         """Push one image manifest and tag it."""
         _, _, manifest = self.image(plat)
         digest, size = self.manifest(tag, manifest, OCI_MANIFEST)
-        return PushedImage(self.repository, tag, digest, OCI_MANIFEST, size, {plat: digest},
-                           tuple(self.blobs))
+        return PushedImage(
+            self.repository, tag, digest, OCI_MANIFEST, size, {plat: digest}, tuple(self.blobs)
+        )
 
 
 def foreign_platforms(own: str) -> list[str]:
@@ -195,7 +222,8 @@ def push_images(registry_url: str) -> dict[str, PushedImage]:
         return {
             "hello": _Uploader(client, "test/hello").single("v1", own),
             "multi": _Uploader(client, "test/multi").index(
-                "v1", ["linux/amd64", "linux/arm64", "linux/arm/v7"]),
+                "v1", ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+            ),
             "otherarch": _Uploader(client, "test/otherarch").index("v1", foreign_platforms(own)),
             "public": _Uploader(client, "public/hello").single("v1", own),
             "dockerlist": _Uploader(client, "test/dockerlist").index("v1", [own], docker=True),

@@ -20,10 +20,24 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["FleetError", "ManagedProcess", "log_tail", "spawn", "wait_until"]
+__all__ = [
+    "FleetError",
+    "ManagedProcess",
+    "Stoppable",
+    "log_tail",
+    "spawn",
+    "wait_until",
+]
 
 _SETPRIV = "/usr/bin/setpriv"
+
+
+class Stoppable(Protocol):
+    """Anything the fleet started and must stop on exit."""
+
+    def stop(self) -> None: ...
 
 
 class FleetError(RuntimeError):

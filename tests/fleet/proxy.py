@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.fleet.accounts import PROXY_PASSWORD, PROXY_USER
-from tests.fleet.process import ManagedProcess, spawn, wait_until
+from tests.fleet.process import ManagedProcess, Stoppable, spawn, wait_until
 from tests.fleet.sockets import LOOPBACK, allocate_ports
 
 __all__ = ["TINYPROXY_BINARY", "Proxy", "hermetic_argv", "start_proxies"]
@@ -58,13 +58,27 @@ class Proxy:
 
 def hermetic_argv(argv: list[str], resolv_conf: Path, hosts_file: Path) -> list[str]:
     """Wrap ``argv`` so it runs with the fleet's resolv.conf and hosts file bind-mounted."""
-    script = 'mount --bind "$0" /etc/resolv.conf && mount --bind "$1" /etc/hosts && shift && exec "$@"'
-    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script,
-            str(resolv_conf), str(hosts_file), *argv]
+    script = (
+        'mount --bind "$0" /etc/resolv.conf && mount --bind "$1" /etc/hosts && shift && exec "$@"'
+    )
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        script,
+        str(resolv_conf),
+        str(hosts_file),
+        *argv,
+    ]
 
 
-def _config(port: int, connect_ports: Iterable[int], pidfile: Path, filter_file: Path,
-            auth: bool) -> str:
+def _config(
+    port: int, connect_ports: Iterable[int], pidfile: Path, filter_file: Path, auth: bool
+) -> str:
     lines = [
         f"Port {port}",
         f"Listen {LOOPBACK}",
@@ -91,9 +105,14 @@ def _listening(port: int) -> bool:
         return False
 
 
-def start_proxies(workdir: Path, connect_ports: Iterable[int], resolv_conf: Path,
-                  hosts_file: Path, started: list[Proxy], timeout: float = 10.0
-                  ) -> dict[str, Proxy]:
+def start_proxies(
+    workdir: Path,
+    connect_ports: Iterable[int],
+    resolv_conf: Path,
+    hosts_file: Path,
+    started: list[Stoppable],
+    timeout: float = 10.0,
+) -> dict[str, Proxy]:
     """Start ``open`` and ``auth`` and wait until both accept connections."""
     directory = workdir / "tinyproxy"
     directory.mkdir(parents=True, exist_ok=True)
@@ -107,12 +126,23 @@ def start_proxies(workdir: Path, connect_ports: Iterable[int], resolv_conf: Path
         config.chmod(0o600)
         log = workdir / "logs" / f"tinyproxy-{name}.log"
         argv = hermetic_argv([TINYPROXY_BINARY, "-d", "-c", str(config)], resolv_conf, hosts_file)
-        proxy = Proxy(name, port, log, config, (PROXY_USER, PROXY_PASSWORD) if auth else None,
-                      spawn(f"tinyproxy {name!r}", argv, log))
+        proxy = Proxy(
+            name,
+            port,
+            log,
+            config,
+            (PROXY_USER, PROXY_PASSWORD) if auth else None,
+            spawn(f"tinyproxy {name!r}", argv, log),
+        )
         started.append(proxy)
         proxies[name] = proxy
     for proxy in proxies.values():
         assert proxy.process is not None
-        wait_until(functools.partial(_listening, proxy.port), what=f"tinyproxy {proxy.name!r}",
-                   log=proxy.log, timeout=timeout, check=proxy.process.check_alive)
+        wait_until(
+            functools.partial(_listening, proxy.port),
+            what=f"tinyproxy {proxy.name!r}",
+            log=proxy.log,
+            timeout=timeout,
+            check=proxy.process.check_alive,
+        )
     return proxies

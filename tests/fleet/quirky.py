@@ -1,14 +1,15 @@
 """Plain-HTTP servers that imitate registry behaviours the Distribution registry cannot produce.
 
-==============  ==========================================  ============================================
-name            ``GET /v2/``                                manifests (HEAD/GET ``/v2/NAME/manifests/REF``)
-==============  ==========================================  ============================================
-``html``        200 ``text/html``, no API-version header    404 ``text/html``
-``ratelimit``   200 + ``Docker-Distribution-Api-Version``   429 + ``RateLimit-*`` + TOOMANYREQUESTS
-``error500``    503 JSON error                              503 JSON error
-``forbidden``   200 + API-version header                    403 DENIED
-``manifest500`` 200 + API-version header                    500 JSON error
-==============  ==========================================  ============================================
+=============== ============================= =============================================
+name            ``GET /v2/``                  HEAD/GET ``/v2/NAME/manifests/REF``
+=============== ============================= =============================================
+``html``        200 ``text/html``, no         404 ``text/html``
+                API-version header
+``ratelimit``   200 + API-version header      429 + ``RateLimit-*`` + TOOMANYREQUESTS
+``error500``    503 JSON error                503 JSON error
+``forbidden``   200 + API-version header      403 DENIED
+``manifest500`` 200 + API-version header      500 JSON error
+=============== ============================= =============================================
 
 Any other path answers 404 (JSON, or HTML for ``html``). Every request is
 recorded as a :class:`RecordedRequest` (method, path, lower-cased headers) in
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.fleet.httpbase import QuietHandler, ServerThread, TrackingHTTPServer
+from tests.fleet.process import Stoppable
 from tests.fleet.sockets import LOOPBACK
 
 __all__ = ["QUIRKS", "QuirkyServer", "RecordedRequest", "start_quirky_servers"]
@@ -149,7 +151,7 @@ class QuirkyServer:
         self._thread.stop()
 
 
-def start_quirky_servers(logs: Path, started: list[QuirkyServer]) -> dict[str, QuirkyServer]:
+def start_quirky_servers(logs: Path, started: list[Stoppable]) -> dict[str, QuirkyServer]:
     """Start one server per entry of :data:`QUIRKS`; each is appended to ``started``."""
     servers: dict[str, QuirkyServer] = {}
     for name, quirk in QUIRKS.items():

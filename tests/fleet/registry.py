@@ -34,7 +34,7 @@ import httpx
 
 from tests.fleet.accounts import ALICE, TOKEN_ISSUER, TOKEN_SERVICE
 from tests.fleet.certs import FleetCerts
-from tests.fleet.process import FleetError, ManagedProcess, log_tail, spawn
+from tests.fleet.process import FleetError, ManagedProcess, Stoppable, log_tail, spawn
 from tests.fleet.sockets import LOOPBACK, allocate_ports
 
 __all__ = ["REGISTRY_BINARY", "SPECS", "Registry", "RegistrySpec", "start_registries"]
@@ -157,8 +157,12 @@ def _port_taken(reg: Registry) -> bool:
 
 
 def _wait_all(
-    pending: dict[str, Registry], specs: dict[str, RegistrySpec], started: list[Registry],
-    shared: _Shared, workdir: Path, timeout: float,
+    pending: dict[str, Registry],
+    specs: dict[str, RegistrySpec],
+    started: list[Stoppable],
+    shared: _Shared,
+    workdir: Path,
+    timeout: float,
 ) -> None:
     respawns = dict.fromkeys(specs, 0)
     unverified = ssl.create_default_context()
@@ -181,7 +185,8 @@ def _wait_all(
             if pending and time.monotonic() > deadline:
                 reg = next(iter(pending.values()))
                 raise FleetError(
-                    f"registry {reg.name!r} did not answer /v2/ on {reg.url} after {timeout:.0f} s; "
+                    f"registry {reg.name!r} did not answer /v2/ on {reg.url} "
+                    f"after {timeout:.0f} s; "
                     f"see {reg.log}:\n{log_tail(reg.log)}"
                 )
             if pending:
@@ -192,7 +197,7 @@ def start_registries(
     workdir: Path,
     certs: FleetCerts,
     token_realm: str,
-    started: list[Registry],
+    started: list[Stoppable],
     *,
     specs: tuple[RegistrySpec, ...] = SPECS,
     timeout: float = 15.0,
@@ -204,8 +209,9 @@ def start_registries(
     when a later one fails.
     """
     (workdir / "registry").mkdir(parents=True, exist_ok=True)
-    shared = _Shared(workdir / "registry" / "storage", certs, workdir / "registry" / "htpasswd",
-                     token_realm)
+    shared = _Shared(
+        workdir / "registry" / "storage", certs, workdir / "registry" / "htpasswd", token_realm
+    )
     _write_htpasswd(shared.htpasswd)
     pending: dict[str, Registry] = {}
     for spec, port in zip(specs, allocate_ports(len(specs))):

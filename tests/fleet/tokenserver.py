@@ -152,15 +152,22 @@ class _TokenHandler(QuietHandler):
             return ("", "")
         return name, password
 
-    def _answer(self, path: str, cred: tuple[str, str] | None, service: str,
-                scopes: list[str]) -> None:
+    def _answer(
+        self, path: str, cred: tuple[str, str] | None, service: str, scopes: list[str]
+    ) -> None:
         user = cred[0] if cred else None
         if path != "/token":
-            self._json(404, {"errors": [{"code": "NOT_FOUND", "message": "not found"}]}, user, scopes)
+            self._json(
+                404, {"errors": [{"code": "NOT_FOUND", "message": "not found"}]}, user, scopes
+            )
         elif cred is not None and _USERS.get(cred[0]) != cred[1]:
             self._record(401, user, scopes)
-            self.send_body(401, _BAD_CREDENTIALS, "application/json",
-                           {"WWW-Authenticate": 'Basic realm="pulldoctor-fleet-token"'})
+            self.send_body(
+                401,
+                _BAD_CREDENTIALS,
+                "application/json",
+                {"WWW-Authenticate": 'Basic realm="pulldoctor-fleet-token"'},
+            )
         else:
             self._json(200, self.server.signer.issue(user, service, scopes), user, scopes)
 

@@ -1,4 +1,4 @@
-"""The fleet itself: each component answers as tests/fleet documents, and stops without leftovers."""
+"""The fleet itself: each component answers as documented, and stops without leftovers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import socket
 import ssl
 import time
 from pathlib import Path
+from typing import Any
 
 import dns.flags
 import dns.message
@@ -27,8 +28,9 @@ def _verify(fleet: Fleet) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(fleet.ca_file))
 
 
-def _client(fleet: Fleet, **kwargs: object) -> httpx.Client:
-    return httpx.Client(verify=_verify(fleet), trust_env=False, timeout=5, **kwargs)  # type: ignore[arg-type]
+def _client(fleet: Fleet, **kwargs: Any) -> httpx.Client:
+    options: dict[str, Any] = {"verify": _verify(fleet), "trust_env": False, "timeout": 5}
+    return httpx.Client(**options, **kwargs)
 
 
 def _basic(user: str, password: str) -> str:
@@ -37,13 +39,19 @@ def _basic(user: str, password: str) -> str:
 
 # --- registries -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("name", "status", "challenge"), [
-    ("plain", 200, None),
-    ("tls", 200, None),
-    ("basic", 401, 'Basic realm="basic-realm"'),
-    ("token", 401, "Bearer realm="),
-])
-def test_v2_answers_per_registry(fleet: Fleet, name: str, status: int, challenge: str | None) -> None:
+
+@pytest.mark.parametrize(
+    ("name", "status", "challenge"),
+    [
+        ("plain", 200, None),
+        ("tls", 200, None),
+        ("basic", 401, 'Basic realm="basic-realm"'),
+        ("token", 401, "Bearer realm="),
+    ],
+)
+def test_v2_answers_per_registry(
+    fleet: Fleet, name: str, status: int, challenge: str | None
+) -> None:
     """Each usable registry answers /v2/ with its documented status and challenge."""
     with _client(fleet) as client:
         r = client.get(f"{fleet.registries[name].url}/v2/")
@@ -55,17 +63,22 @@ def test_v2_answers_per_registry(fleet: Fleet, name: str, status: int, challenge
         assert f'realm="{fleet.token_server.url}"' in r.headers["WWW-Authenticate"]
 
 
-@pytest.mark.parametrize(("name", "verify_code"), [
-    ("expired", 10),  # X509_V_ERR_CERT_HAS_EXPIRED
-    ("notyet", 9),  # X509_V_ERR_CERT_NOT_YET_VALID
-    ("mismatch", 64),  # X509_V_ERR_IP_ADDRESS_MISMATCH (dialled by IP)
-    ("untrusted", 20),  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
-])
+@pytest.mark.parametrize(
+    ("name", "verify_code"),
+    [
+        ("expired", 10),  # X509_V_ERR_CERT_HAS_EXPIRED
+        ("notyet", 9),  # X509_V_ERR_CERT_NOT_YET_VALID
+        ("mismatch", 64),  # X509_V_ERR_IP_ADDRESS_MISMATCH (dialled by IP)
+        ("untrusted", 20),  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    ],
+)
 def test_faulty_tls_registries_fail_verification(fleet: Fleet, name: str, verify_code: int) -> None:
     """Each faulty TLS registry fails certificate verification for its own reason."""
     reg = fleet.registries[name]
-    with socket.create_connection(("127.0.0.1", reg.port), timeout=5) as raw, \
-            pytest.raises(ssl.SSLCertVerificationError) as err:
+    with (
+        socket.create_connection(("127.0.0.1", reg.port), timeout=5) as raw,
+        pytest.raises(ssl.SSLCertVerificationError) as err,
+    ):
         _verify(fleet).wrap_socket(raw, server_hostname="127.0.0.1")
     assert err.value.verify_code == verify_code
 
@@ -75,10 +88,11 @@ def test_images_are_served_by_every_instance(fleet: Fleet) -> None:
     accept = f"{OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_LIST}"
     with _client(fleet, headers={"Accept": accept}) as client:
         for key, image in fleet.images.items():
-            r = client.head(f"{fleet.registries['tls'].url}/v2/{image.repository}/manifests/{image.tag}")
+            r = client.head(
+                f"{fleet.registries['tls'].url}/v2/{image.repository}/manifests/{image.tag}"
+            )
             assert (r.status_code, r.headers["Docker-Content-Digest"]) == (200, image.digest), key
-        r = client.head(f"{fleet.registries['basic'].url}/v2/test/hello/manifests/v1",
-                        auth=ALICE)
+        r = client.head(f"{fleet.registries['basic'].url}/v2/test/hello/manifests/v1", auth=ALICE)
         assert r.status_code == 200
     own = host_platform()
     assert list(fleet.images["hello"].platforms) == [own]
@@ -89,10 +103,14 @@ def test_images_are_served_by_every_instance(fleet: Fleet) -> None:
 
 # --- token server ------------------------------------------------------------------------------
 
+
 def _token(fleet: Fleet, scope: str, auth: tuple[str, str] | None) -> httpx.Response:
     with _client(fleet) as client:
-        return client.get(fleet.token_server.url, auth=auth,
-                          params={"service": fleet.token_server.service, "scope": scope})
+        return client.get(
+            fleet.token_server.url,
+            auth=auth,
+            params={"service": fleet.token_server.service, "scope": scope},
+        )
 
 
 def test_alice_token_pulls_from_token_registry(fleet: Fleet) -> None:
@@ -101,22 +119,33 @@ def test_alice_token_pulls_from_token_registry(fleet: Fleet) -> None:
     body = r.json()
     assert (r.status_code, body["expires_in"]) == (200, 300) and body["issued_at"].endswith("Z")
     with _client(fleet) as client:
-        head = client.head(f"{fleet.registries['token'].url}/v2/test/hello/manifests/v1",
-                           headers={"Authorization": f"Bearer {body['token']}",
-                                    "Accept": OCI_MANIFEST})
+        head = client.head(
+            f"{fleet.registries['token'].url}/v2/test/hello/manifests/v1",
+            headers={"Authorization": f"Bearer {body['token']}", "Accept": OCI_MANIFEST},
+        )
     assert head.status_code == 200
 
 
-@pytest.mark.parametrize(("auth", "scope", "granted"), [
-    (ALICE, "repository:test/hello:pull,push", [{"type": "repository", "name": "test/hello",
-                                                  "actions": ["pull", "push"]}]),
-    (BOB, "repository:test/hello:pull", []),
-    (None, "repository:test/hello:pull", []),
-    (None, "repository:public/hello:pull,push", [{"type": "repository", "name": "public/hello",
-                                                   "actions": ["pull"]}]),
-])
-def test_token_policy(fleet: Fleet, auth: tuple[str, str] | None, scope: str,
-                      granted: list[object]) -> None:
+@pytest.mark.parametrize(
+    ("auth", "scope", "granted"),
+    [
+        (
+            ALICE,
+            "repository:test/hello:pull,push",
+            [{"type": "repository", "name": "test/hello", "actions": ["pull", "push"]}],
+        ),
+        (BOB, "repository:test/hello:pull", []),
+        (None, "repository:test/hello:pull", []),
+        (
+            None,
+            "repository:public/hello:pull,push",
+            [{"type": "repository", "name": "public/hello", "actions": ["pull"]}],
+        ),
+    ],
+)
+def test_token_policy(
+    fleet: Fleet, auth: tuple[str, str] | None, scope: str, granted: list[object]
+) -> None:
     """The token's access claim follows the documented per-user policy."""
     r = _token(fleet, scope, auth)
     claims = jwt.decode(r.json()["token"], options={"verify_signature": False})
@@ -127,13 +156,21 @@ def test_token_wrong_password_and_password_grant(fleet: Fleet) -> None:
     """A wrong password gets a 401 JSON error; the OAuth2 POST grant issues a token."""
     assert _token(fleet, "repository:test/hello:pull", ("alice", "nope")).status_code == 401
     with _client(fleet) as client:
-        r = client.post(fleet.token_server.url, data={
-            "grant_type": "password", "username": ALICE[0], "password": ALICE[1],
-            "service": fleet.token_server.service, "scope": "repository:test/hello:pull"})
+        r = client.post(
+            fleet.token_server.url,
+            data={
+                "grant_type": "password",
+                "username": ALICE[0],
+                "password": ALICE[1],
+                "service": fleet.token_server.service,
+                "scope": "repository:test/hello:pull",
+            },
+        )
     assert r.status_code == 200 and r.json()["access_token"]
 
 
 # --- DNS ---------------------------------------------------------------------------------------
+
 
 def _resolver(fleet: Fleet, *, system: bool = False) -> dns.resolver.Resolver:
     res = dns.resolver.Resolver(configure=False)
@@ -143,18 +180,21 @@ def _resolver(fleet: Fleet, *, system: bool = False) -> dns.resolver.Resolver:
     return res
 
 
-@pytest.mark.parametrize(("name", "qtype", "expected"), [
-    ("registry.test", "A", ["127.0.0.1"]),
-    ("Mirror.Registry.test", "AAAA", ["::1"]),
-    ("registry.corp.test", "A", ["127.0.0.1"]),
-    ("noaddr.test", "A", dns.resolver.NoAnswer),
-    ("x.nx.test", "A", dns.resolver.NXDOMAIN),
-    ("hostsonly.test", "A", dns.resolver.NXDOMAIN),
-    ("x.servfail.test", "A", dns.resolver.NoNameservers),
-    ("x.refused.test", "A", dns.resolver.NoNameservers),
-    ("example.com", "A", dns.resolver.NoNameservers),
-    ("x.drop.test", "A", dns.resolver.LifetimeTimeout),
-])
+@pytest.mark.parametrize(
+    ("name", "qtype", "expected"),
+    [
+        ("registry.test", "A", ["127.0.0.1"]),
+        ("Mirror.Registry.test", "AAAA", ["::1"]),
+        ("registry.corp.test", "A", ["127.0.0.1"]),
+        ("noaddr.test", "A", dns.resolver.NoAnswer),
+        ("x.nx.test", "A", dns.resolver.NXDOMAIN),
+        ("hostsonly.test", "A", dns.resolver.NXDOMAIN),
+        ("x.servfail.test", "A", dns.resolver.NoNameservers),
+        ("x.refused.test", "A", dns.resolver.NoNameservers),
+        ("example.com", "A", dns.resolver.NoNameservers),
+        ("x.drop.test", "A", dns.resolver.LifetimeTimeout),
+    ],
+)
 def test_dns_zone(fleet: Fleet, name: str, qtype: str, expected: object) -> None:
     """Each name of the zone resolves (or fails) as documented."""
     if isinstance(expected, list):
@@ -166,8 +206,9 @@ def test_dns_zone(fleet: Fleet, name: str, qtype: str, expected: object) -> None
 
 def test_dns_cname_loop(fleet: Fleet) -> None:
     """loop.test answers with two CNAMEs pointing at each other."""
-    reply = dns.query.udp(dns.message.make_query("loop.test", "A"), fleet.dns.address,
-                          port=fleet.dns.port, timeout=2)
+    reply = dns.query.udp(
+        dns.message.make_query("loop.test", "A"), fleet.dns.address, port=fleet.dns.port, timeout=2
+    )
     chain = sorted((rr.name.to_text(), rr[0].target.to_text()) for rr in reply.answer)
     assert chain == [("loop.test.", "loop2.test."), ("loop2.test.", "loop.test.")]
 
@@ -183,6 +224,7 @@ def test_dns_big_answer_needs_tcp_and_port_53_answers(fleet: Fleet) -> None:
 
 
 # --- proxies -----------------------------------------------------------------------------------
+
 
 def test_open_proxy_connects_only_to_listed_ports(fleet: Fleet) -> None:
     """CONNECT reaches a TLS registry (by IP and by registry.test); the plain port is refused."""
@@ -209,6 +251,7 @@ def test_auth_proxy_requires_credentials(fleet: Fleet) -> None:
 
 # --- fault sockets -----------------------------------------------------------------------------
 
+
 def test_fault_ports(fleet: Fleet) -> None:
     """closed refuses, blackhole times out, silent never answers, reset sends an RST."""
     with pytest.raises(ConnectionRefusedError):
@@ -229,16 +272,39 @@ def test_fault_ports(fleet: Fleet) -> None:
 
 # --- quirky servers ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("name", "method", "path", "status", "header"), [
-    ("html", "GET", "/v2/", 200, ("content-type", "text/html; charset=utf-8")),
-    ("ratelimit", "GET", "/v2/", 200, ("docker-distribution-api-version", "registry/2.0")),
-    ("ratelimit", "HEAD", "/v2/test/hello/manifests/v1", 429, ("ratelimit-remaining", "0;w=21600")),
-    ("error500", "GET", "/v2/", 503, ("content-type", "application/json")),
-    ("forbidden", "GET", "/v2/test/hello/manifests/v1", 403, ("content-type", "application/json")),
-    ("manifest500", "GET", "/v2/test/hello/manifests/v1", 500, ("content-type", "application/json")),
-])
-def test_quirky_servers(fleet: Fleet, name: str, method: str, path: str, status: int,
-                        header: tuple[str, str]) -> None:
+
+@pytest.mark.parametrize(
+    ("name", "method", "path", "status", "header"),
+    [
+        ("html", "GET", "/v2/", 200, ("content-type", "text/html; charset=utf-8")),
+        ("ratelimit", "GET", "/v2/", 200, ("docker-distribution-api-version", "registry/2.0")),
+        (
+            "ratelimit",
+            "HEAD",
+            "/v2/test/hello/manifests/v1",
+            429,
+            ("ratelimit-remaining", "0;w=21600"),
+        ),
+        ("error500", "GET", "/v2/", 503, ("content-type", "application/json")),
+        (
+            "forbidden",
+            "GET",
+            "/v2/test/hello/manifests/v1",
+            403,
+            ("content-type", "application/json"),
+        ),
+        (
+            "manifest500",
+            "GET",
+            "/v2/test/hello/manifests/v1",
+            500,
+            ("content-type", "application/json"),
+        ),
+    ],
+)
+def test_quirky_servers(
+    fleet: Fleet, name: str, method: str, path: str, status: int, header: tuple[str, str]
+) -> None:
     """Each quirky server answers its documented status and records the request."""
     server = fleet.quirky[name]
     with httpx.Client(trust_env=False, timeout=5) as client:
@@ -252,13 +318,15 @@ def test_quirky_servers(fleet: Fleet, name: str, method: str, path: str, status:
 
 def test_ratelimit_body(fleet: Fleet) -> None:
     """The rate-limit server sends Docker Hub's TOOMANYREQUESTS body and limit header."""
-    r = httpx.get(f"{fleet.quirky['ratelimit'].url}/v2/library/nginx/manifests/latest",
-                  trust_env=False)
+    r = httpx.get(
+        f"{fleet.quirky['ratelimit'].url}/v2/library/nginx/manifests/latest", trust_env=False
+    )
     assert r.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
     assert r.headers["ratelimit-limit"] == "100;w=21600"
 
 
 # --- files ------------------------------------------------------------------------------------
+
 
 def test_files(fleet: Fleet, tmp_path: Path) -> None:
     """resolv.conf, hosts, certs.d and docker configs have the documented content."""
@@ -269,15 +337,20 @@ def test_files(fleet: Fleet, tmp_path: Path) -> None:
     assert f'[host."https://registry.test:{port}"]' in toml and str(fleet.ca_file) in toml
     assert not (fleet.certs_dir / f"127.0.0.1:{fleet.registries['plain'].port}").exists()
     path = fleet.docker_config({"r:1": ALICE})
-    assert json.loads(path.read_text())["auths"]["r:1"]["auth"] == base64.b64encode(
-        b"alice:secret").decode()
-    legacy = json.loads(fleet.docker_config({"r:1": ALICE}, tmp_path / "c", "dockercfg").read_text())
+    assert (
+        json.loads(path.read_text())["auths"]["r:1"]["auth"]
+        == base64.b64encode(b"alice:secret").decode()
+    )
+    legacy = json.loads(
+        fleet.docker_config({"r:1": ALICE}, tmp_path / "c", "dockercfg").read_text()
+    )
     assert set(legacy["r:1"]) == {"auth", "email"}
     named = json.loads(fleet.docker_config({"r:1": BOB}, shape="username").read_text())
     assert named["auths"]["r:1"] == {"username": "bob", "password": "bob"}
 
 
 # --- containerd --------------------------------------------------------------------------------
+
 
 def test_containerd_pulls(fleet: Fleet) -> None:
     """ctr pulls by IP, by registry.test and via the token server, and fails on a wrong password."""
@@ -296,6 +369,7 @@ def test_containerd_pulls(fleet: Fleet) -> None:
 
 
 # --- lifecycle ---------------------------------------------------------------------------------
+
 
 def _processes_mentioning(text: str) -> list[str]:
     """Command lines of live processes that contain ``text`` (a /proc scan, like pgrep -f)."""
@@ -322,11 +396,14 @@ def test_second_fleet_stops_everything(tmp_path: Path) -> None:
             socket.create_connection(("127.0.0.1", port), timeout=1)
 
 
-def test_failed_start_names_component_and_cleans_up(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_start_names_component_and_cleans_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A registry that cannot start fails start-up with its name and log, and nothing lingers."""
     monkeypatch.setattr(registry_module, "REGISTRY_BINARY", "/bin/false")
-    with pytest.raises(FleetError, match=r"registry '\w+'.*exited.*registry-\w+\.log"), \
-            Fleet.start(tmp_path):
+    with (
+        pytest.raises(FleetError, match=r"registry '\w+'.*exited.*registry-\w+\.log"),
+        Fleet.start(tmp_path),
+    ):
         pass  # pragma: no cover
     assert _processes_mentioning(str(tmp_path)) == []
