@@ -99,7 +99,9 @@ def _proxy_chooser(args: argparse.Namespace) -> tuple[Any, str]:
     if args.proxy:
         config = proxyenv.ProxyConfig(http_proxy=args.proxy, https_proxy=args.proxy,
                                       no_proxy=args.no_proxy or "", source="--proxy")
-        return proxyenv.explicit_chooser(config), "--proxy"
+        if config.problems():
+            raise UsageError(config.problems()[0])
+        return config.explicit_proxy_for, "--proxy"
     config = proxyenv.proxy_from_env(os.environ)
     if args.no_proxy is not None:
         config = proxyenv.ProxyConfig(http_proxy=config.http_proxy, https_proxy=config.https_proxy,
