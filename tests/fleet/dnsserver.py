@@ -42,7 +42,7 @@ from dnslib.dns import DNSError  # type: ignore[import-untyped]
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger  # type: ignore[import-untyped]
 
 from tests.fleet.process import FleetError
-from tests.fleet.sockets import LOOPBACK
+from tests.fleet.sockets import LOOPBACK, record
 
 __all__ = ["BIG_COUNT", "SYSTEM_ADDRESS", "DnsQuery", "DnsServer", "FleetZone", "start_dns"]
 
@@ -86,7 +86,7 @@ class FleetZone(BaseResolver):  # type: ignore[misc]
         qtype = QTYPE[request.q.qtype]
         host, port = handler.server.server_address[:2]
         server = f"{host}:{port}"
-        self.queries.append(DnsQuery(qname, str(qtype), handler.protocol, server))
+        record(self.queries, DnsQuery(qname, str(qtype), handler.protocol, server))
         reply = request.reply()
         outcome = self._fill(qname, request.q.qtype, reply)
         with self._lock, self._log.open("a") as out:

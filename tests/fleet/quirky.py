@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tests.fleet.httpbase import QuietHandler, ServerThread, TrackingHTTPServer
 from tests.fleet.process import Stoppable
-from tests.fleet.sockets import LOOPBACK
+from tests.fleet.sockets import LOOPBACK, record
 
 __all__ = ["QUIRKS", "QuirkyServer", "RecordedRequest", "start_quirky_servers"]
 
@@ -110,7 +110,7 @@ class _QuirkyHandler(QuietHandler):
 
     def _serve(self) -> None:
         headers = {k.lower(): v for k, v in self.headers.items()}
-        self.server.requests.append(RecordedRequest(self.command, self.path, headers))
+        record(self.server.requests, RecordedRequest(self.command, self.path, headers))
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)

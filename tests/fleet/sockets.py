@@ -8,6 +8,7 @@
   (a listener whose accept queue is full, so new SYNs are dropped and connects
   time out — infra-recipes §7a) and ``reset`` (accepts, reads the request, then
   closes with an RST via ``SO_LINGER`` 0).
+* :func:`record` appends to the fleet's request/query logs with a size bound.
 
 It refuses to touch any address but 127.0.0.1, and to change the machine's
 firewall: every fault is made with ordinary sockets.
@@ -22,11 +23,31 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-__all__ = ["LOOPBACK", "FaultSockets", "allocate_ports"]
+__all__ = [
+    "LOOPBACK",
+    "RECORD_LIMIT",
+    "FaultSockets",
+    "allocate_ports",
+    "record",
+]
 
 LOOPBACK = "127.0.0.1"
+T = TypeVar("T")
 _BLACKHOLE_FILLERS = 3
+
+
+#: Recorded requests/queries kept per server; the oldest half goes when a list is full, so a
+#: long benchmark run cannot grow memory without bound.
+RECORD_LIMIT = 10_000
+
+
+def record(items: list[T], item: T) -> None:
+    """Append ``item``, dropping the oldest half of ``items`` once it holds RECORD_LIMIT."""
+    if len(items) >= RECORD_LIMIT:
+        del items[: RECORD_LIMIT // 2]
+    items.append(item)
 
 
 def allocate_ports(count: int) -> list[int]:

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from tests.fleet.accounts import ALICE, BOB, TOKEN_ISSUER, TOKEN_SERVICE
 from tests.fleet.certs import FleetCerts
 from tests.fleet.httpbase import QuietHandler, ServerThread, TrackingHTTPServer
-from tests.fleet.sockets import LOOPBACK
+from tests.fleet.sockets import LOOPBACK, record
 
 __all__ = ["TOKEN_LIFETIME_SECONDS", "TokenRequest", "TokenServer", "grant", "start_token_server"]
 
@@ -177,7 +177,7 @@ class _TokenHandler(QuietHandler):
 
     def _record(self, status: int, user: str | None, scopes: list[str]) -> None:
         path = urlsplit(self.path).path
-        self.server.requests.append(TokenRequest(self.command, path, user, tuple(scopes), status))
+        record(self.server.requests, TokenRequest(self.command, path, user, tuple(scopes), status))
 
 
 class _TokenHTTPServer(TrackingHTTPServer):
