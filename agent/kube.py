@@ -205,8 +205,16 @@ def _map_error(exc: BaseException, operation: str) -> KubeError | None:
         return _from_api_exception(exc, operation)
     for foreign, ours in _FOREIGN_ERRORS:
         if isinstance(exc, foreign):
-            return ours(f"{operation}: {type(exc).__name__}: {exc}")
+            return ours(f"{operation}: {type(exc).__name__}: {_describe(exc)}")
     return None
+
+
+def _describe(exc: BaseException) -> str:
+    """str(exc), shortened; some urllib3 errors cannot even render themselves when half-built."""
+    try:
+        return str(exc)[:_STATUS_MESSAGE_LIMIT]
+    except Exception:  # noqa: BLE001 - an error message must not raise
+        return "(no description)"
 
 
 @contextmanager

@@ -325,7 +325,7 @@ class FakeKube:
         return self._create(resource, obj)
 
     def inject_watch_line(self, line: bytes) -> None:
-        """Send ``line`` verbatim to every live pod watch (and watches resuming before it)."""
+        """Send ``line`` verbatim to every pod watch open now (it is never replayed)."""
         with self._cond:
             self._rv += 1
             self._append(_Change(self._rv, "RAW", "pods", None, None, None, raw=line))
@@ -541,8 +541,9 @@ class FakeKube:
 
     def _watch_start(
         self, resource: str, ns: str | None, selector: _Selector, rv_text: str
-    ) -> tuple[list[_Change], int, int] | JSON:
-        """Initial changes, cursor and generation; or the ERROR Status for a compacted RV."""
+    ) -> tuple[list[_Change], int, int, int] | JSON:
+        """Initial changes, cursor, generation and the RV at opening; or the ERROR for a
+        compacted RV."""
         with self._cond:
             if rv_text in ("", "0"):
                 initial = [
@@ -550,11 +551,11 @@ class FakeKube:
                     for (res, obj_ns, _), obj in sorted(self._objects.items())
                     if res == resource and ns in (None, obj_ns) and selector.matches(obj)
                 ]
-                return initial, self._rv, self._generation
+                return initial, self._rv, self._generation, self._rv
             rv = _parse_rv(rv_text)
             if rv < self._compacted:
                 return _status(410, f"too old resource version: {rv} ({self._compacted})")
-            return [], rv, self._generation
+            return [], rv, self._generation, self._rv
 
     def _watch_wait(self, cursor: int, generation: int, timeout: float) -> list[_Change] | None:
         """Changes after ``cursor`` (waiting up to ``timeout``), or None when dropped."""
@@ -752,13 +753,14 @@ class _Handler(BaseHTTPRequestHandler):
         initial: list[_Change],
         cursor: int,
         generation: int,
+        opened_at: int,
     ) -> None:
         fake = self.fake
         timeout = float(query.get("timeoutSeconds") or fake.default_watch_timeout)
         bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
         deadline = time.monotonic() + (1e9 if fake.hang_watches else timeout)
         next_bookmark = time.monotonic() + fake.bookmark_interval
-        self._send_changes(initial, selector, resource)
+        self._send_changes(initial, selector, resource, opened_at)
         while True:
             now = time.monotonic()
             wake = min(deadline, next_bookmark if bookmarks else deadline)
@@ -767,7 +769,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Dropped
             if changes:
                 if not fake.hang_watches:
-                    self._send_changes(changes, selector, resource)
+                    self._send_changes(changes, selector, resource, opened_at)
                 cursor = changes[-1].rv
             now = time.monotonic()
             if fake.hang_watches:
@@ -779,10 +781,12 @@ class _Handler(BaseHTTPRequestHandler):
             if now >= deadline:
                 return
 
-    def _send_changes(self, changes: Sequence[_Change], selector: _Selector, resource: str) -> None:
+    def _send_changes(
+        self, changes: Sequence[_Change], selector: _Selector, resource: str, opened_at: int
+    ) -> None:
         for change in changes:
-            if change.resource != resource:
-                continue
+            if change.resource != resource or (change.type == "RAW" and change.rv <= opened_at):
+                continue  # injected lines go to watches live when injected, never to replays
             line = _watch_event(change, selector)
             if line is not None:
                 self._chunk(line)
