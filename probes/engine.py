@@ -4,8 +4,10 @@ The layer table is the single list of what a probe does; adding a layer is one
 module with ``NAME`` and ``run(state) -> LayerResult``, and one entry here. The
 engine owns time: it arms the watchdog so a layer that blocks past its deadline
 has its sockets shut down, and it turns an exhausted overall deadline into a
-``timeout`` diagnosis. It never lets a target's failure escape as an exception;
-only programming errors propagate.
+``timeout`` diagnosis. With a :class:`~probes.cache.ProbeCache` the
+endpoint-level layers run once per endpoint and cycle and are shared. It never
+lets a target's failure escape as an exception; only programming errors
+propagate.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from types import ModuleType
 
 from probes import challenge, dns, manifest, proxy, tcp, tls, token
 from probes._net import WATCHDOG, NodeResolver
+from probes.cache import SHARED_LAYERS, ProbeCache, SharedPrefix
 from probes.codes import Code
 from probes.errors import describe_exception, diagnose_exception
 from probes.reference import Reference
 from probes.result import LAYERS, LayerResult, ProbeReport, Status
 from probes.state import ProbeOptions, ProbeState, Target
 
-__all__ = ["LAYER_TABLE", "run_probe"]
+__all__ = ["LAYER_TABLE", "run_probe", "prefix_key"]
 
 #: (module, weight): a layer's share of the remaining time is weight / remaining weights.
 LAYER_TABLE: tuple[tuple[ModuleType, float], ...] = (
@@ -36,37 +39,79 @@ LAYER_TABLE: tuple[tuple[ModuleType, float], ...] = (
     (manifest, 2.0),
 )
 assert tuple(m.NAME for m, _ in LAYER_TABLE) == LAYERS
+_SPLIT = len(SHARED_LAYERS)
+assert LAYERS[:_SPLIT] == SHARED_LAYERS
 
 # Network failures that happen while the engine is already past the deadline are the
 # deadline's doing, not the target's.
 _DEADLINE_CODES = {Code.EOF_OR_RESET, Code.UNKNOWN, Code.TIMEOUT}
+OnLayer = Callable[[LayerResult], None] | None
+
+
+def prefix_key(target: Target, options: ProbeOptions) -> str:
+    """What makes two probes see the same endpoint the same way (not the credentials)."""
+    return repr((target, options.dns, options.ca_files, options.proxy_source, options.system_ca))
 
 
 def run_probe(reference: Reference, target: Target, options: ProbeOptions, *,
-              resolver: NodeResolver | None = None,
-              on_layer: Callable[[LayerResult], None] | None = None) -> ProbeReport:
+              resolver: NodeResolver | None = None, cache: ProbeCache | None = None,
+              on_layer: OnLayer = None) -> ProbeReport:
     """Probe ``reference`` through ``target``; always returns a report."""
-    state = ProbeState(reference, target, options, resolver)
-    results: list[LayerResult] = []
-    failed_at: str | None = None
+    if cache is not None and resolver is None:
+        resolver = cache.resolver(options.dns)
+    state = ProbeState(reference, target, options, resolver, cache)
     try:
-        for index, (module, weight) in enumerate(LAYER_TABLE):
-            if failed_at is not None:
-                result = LayerResult(module.NAME, Status.SKIPPED, detail=f"not run: {failed_at} failed")
-            else:
-                rest = sum(w for _, w in LAYER_TABLE[index:])
-                result = _run_layer(module, state, weight / rest)
-                if result.status is Status.FAILED:
-                    failed_at = module.NAME
-            results.append(result)
-            if on_layer is not None:
-                on_layer(result)
+        if cache is None:
+            results = _walk(state, 0, len(LAYER_TABLE), [], on_layer)
+        else:
+            results = _shared_prefix(state, cache, on_layer)
+            results = _walk(state, _SPLIT, len(LAYER_TABLE), results, on_layer)
     finally:
         state.close()
     return ProbeReport(
         reference=str(reference), registry=reference.registry, layers=tuple(results),
         endpoint=target.url, credential=_credential_label(state),
     )
+
+
+def _shared_prefix(state: ProbeState, cache: ProbeCache, on_layer: OnLayer) -> list[LayerResult]:
+    key = prefix_key(state.target, state.options)
+    with cache.lock_for(key):
+        prefix = cache.prefix(key)
+        if prefix is None:
+            results = _walk(state, 0, _SPLIT, [], on_layer)
+            cache.store_prefix(key, SharedPrefix(
+                tuple(results), state.ssl_context, tuple(state.challenges), state.proxy_url,
+                state.addresses))
+            return results
+    # Time spent waiting for another probe's shared layers is not this probe's to lose.
+    spent = sum(r.seconds for r in prefix.results)
+    state.deadline = time.monotonic() + max(state.options.timeout - spent, 0.0)
+    state.ssl_context, state.challenges = prefix.ssl_context, list(prefix.challenges)
+    state.proxy_url, state.addresses = prefix.proxy_url, prefix.addresses
+    shared = [replace(r, evidence={**r.evidence, "shared": True}) for r in prefix.results]
+    for result in shared:
+        if on_layer is not None:
+            on_layer(result)
+    return shared
+
+
+def _walk(state: ProbeState, start: int, stop: int, results: list[LayerResult],
+          on_layer: OnLayer) -> list[LayerResult]:
+    failed_at = next((r.name for r in results if r.status is Status.FAILED), None)
+    for index in range(start, stop):
+        module, weight = LAYER_TABLE[index]
+        if failed_at is not None:
+            result = LayerResult(module.NAME, Status.SKIPPED, detail=f"not run: {failed_at} failed")
+        else:
+            rest = sum(w for _, w in LAYER_TABLE[index:])
+            result = _run_layer(module, state, weight / rest)
+            if result.status is Status.FAILED:
+                failed_at = module.NAME
+        results.append(result)
+        if on_layer is not None:
+            on_layer(result)
+    return results
 
 
 def _credential_label(state: ProbeState) -> str | None:
@@ -88,7 +133,7 @@ def _run_layer(module: ModuleType, state: ProbeState, share: float) -> LayerResu
     try:
         result = module.run(state)
     except Exception as exc:  # noqa: BLE001 - target failures must become diagnoses
-        result = _from_exception(module.NAME, state, exc)
+        result = _from_exception(module.NAME, exc)
     finally:
         WATCHDOG.cancel(handle)
     seconds = time.monotonic() - now
@@ -98,7 +143,7 @@ def _run_layer(module: ModuleType, state: ProbeState, share: float) -> LayerResu
     return replace(result, name=module.NAME, seconds=seconds)
 
 
-def _from_exception(layer: str, state: ProbeState, exc: Exception) -> LayerResult:
+def _from_exception(layer: str, exc: Exception) -> LayerResult:
     if isinstance(exc, (AssertionError, AttributeError, NameError, TypeError)):
         raise exc  # programming errors are ours, not the registry's
     code = diagnose_exception(exc, layer)

@@ -15,13 +15,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from probes._net import DnsSettings, NodeBackend, NodeResolver, SocketSet, build_client
 from probes.codes import Code
 from probes.credentials import Credential, Keyring
+
+if TYPE_CHECKING:
+    from probes.cache import ProbeCache
 from probes.reference import Reference
 from probes.result import LayerResult, Status
 from probes.wwwauth import Challenge
@@ -135,8 +138,9 @@ class ProbeState:
     """Mutable state of one probe run; created and closed by the engine."""
 
     def __init__(self, reference: Reference, target: Target, options: ProbeOptions,
-                 resolver: NodeResolver | None = None) -> None:
+                 resolver: NodeResolver | None = None, cache: ProbeCache | None = None) -> None:
         self.reference = reference
+        self.cache = cache
         self.target = target
         self.options = options
         self.started = time.monotonic()

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from probes._http import Exchange, base_evidence, exchange
+from probes.cache import CachedToken, fingerprint
 from probes.challenge import status_code
 from probes.codes import Code
 from probes.credentials import Credential
@@ -130,6 +132,9 @@ def _bearer(state: ProbeState, bearer: Challenge, creds: list[Credential],
     if urlsplit(realm).scheme not in ("http", "https"):
         return failed(Code.REGISTRY_NOT_V2, f"Bearer challenge has no usable realm: {realm[:80]!r}",
                       **evidence)
+    reused = _reuse_token(state, bearer, creds, evidence)
+    if reused is not None:
+        return reused
     last: Exchange | None = None
     for cred in (creds or [None]):
         try:
@@ -145,7 +150,7 @@ def _bearer(state: ProbeState, bearer: Challenge, creds: list[Credential],
         if common is not None:
             return failed(common, f"token endpoint answered {ex.status}", **evidence)
         if ex.status == 200:
-            return _accept_token(state, ex, cred, evidence)
+            return _accept_token(state, ex, cred, evidence, _token_key(state, bearer, cred))
     assert last is not None
     if not creds:
         return failed(Code.AUTH_MISSING, f"the token endpoint refuses anonymous access "
@@ -155,8 +160,33 @@ def _bearer(state: ProbeState, bearer: Challenge, creds: list[Credential],
                   f"{len(creds)} matching key(s) (last answer {last.status})", **evidence)
 
 
+def _token_key(state: ProbeState, bearer: Challenge, cred: Credential | None) -> tuple[str, ...]:
+    return (state.target.url, bearer.realm or "", bearer.service or "",
+            state.reference.repository, fingerprint(cred))
+
+
+def _reuse_token(state: ProbeState, bearer: Challenge, creds: list[Credential],
+                 evidence: dict[str, Any]) -> LayerResult | None:
+    """A still-valid token from an earlier probe, as a runtime would reuse it."""
+    if state.cache is None:
+        return None
+    for cred in (creds or [None]):
+        cached = state.cache.token(_token_key(state, bearer, cred))
+        if cached is not None:
+            state.credential, state.authorization = cred, cached.authorization
+            state.token_grants_pull = cached.grants_pull
+            left = int(cached.expires_at - time.monotonic())
+            return ok(f"reused a token of {_who(cred)} valid for {left}s more",
+                      **{**evidence, **cached.evidence, "shared": True})
+    return None
+
+
+def _who(cred: Credential | None) -> str:
+    return f"key {cred.key} ({cred.source})" if cred else "anonymous"
+
+
 def _accept_token(state: ProbeState, ex: Exchange, cred: Credential | None,
-                  evidence: dict[str, Any]) -> LayerResult:
+                  evidence: dict[str, Any], bearer_key: tuple[str, ...] | None) -> LayerResult:
     data = ex.json()
     token = None
     if isinstance(data, dict):
@@ -164,17 +194,23 @@ def _accept_token(state: ProbeState, ex: Exchange, cred: Credential | None,
     if not isinstance(token, str) or not token or ex.truncated:
         return failed(Code.REGISTRY_NOT_V2, "token endpoint answered 200 without a token",
                       **evidence)
-    expires = data.get("expires_in") if isinstance(data.get("expires_in"), int) else 60
+    raw_expiry = data.get("expires_in")
+    expires = min(max(raw_expiry, 0), 86400) if type(raw_expiry) is int else 60
     evidence.update(expires_in=expires, issued_at=str(data.get("issued_at", ""))[:40],
                     anonymous=cred is None)
     state.credential, state.authorization = cred, f"Bearer {token}"
     access = jwt_access(token)
-    who = f"key {cred.key} ({cred.source})" if cred else "anonymous"
+    who = _who(cred)
     if access is None or not state.reference.repository:
         evidence["token_kind"] = "opaque" if access is None else "jwt"
-        return ok(f"token issued to {who}, expires in {expires}s", **evidence)
-    state.token_grants_pull = grants_pull(access, state.reference.repository)
-    evidence.update(token_kind="jwt", grants_pull=state.token_grants_pull)
-    verdict = "grants" if state.token_grants_pull else "does NOT grant"
-    return ok(f"token issued to {who} {verdict} pull on {state.reference.repository}",
-              **evidence)
+        detail = f"token issued to {who}, expires in {expires}s"
+    else:
+        state.token_grants_pull = grants_pull(access, state.reference.repository)
+        evidence.update(token_kind="jwt", grants_pull=state.token_grants_pull)
+        verdict = "grants" if state.token_grants_pull else "does NOT grant"
+        detail = f"token issued to {who} {verdict} pull on {state.reference.repository}"
+    if state.cache is not None and bearer_key is not None:
+        state.cache.store_token(bearer_key, CachedToken(
+            state.authorization, time.monotonic() + expires, state.token_grants_pull,
+            {k: evidence[k] for k in ("token_kind", "grants_pull", "anonymous") if k in evidence}))
+    return ok(detail, **evidence)

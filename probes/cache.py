@@ -1,0 +1,116 @@
+"""Share work between probes of one cycle: registry-level layers once, tokens until expiry.
+
+The node agent probes many images on few registries. The network and TLS path
+(dns, tcp, proxy, tls) and the ``/v2/`` challenge do not depend on the image or
+the credentials, so one probe per endpoint per cycle runs them and later probes
+of that endpoint reuse the results (marked ``shared`` in their evidence). A
+token depends on the repository and the credential, and is reused until shortly
+before it expires, as a runtime would. Tokens are kept in memory only, keyed by
+a fingerprint of the credential, never by its content; nothing here is ever
+written to disk or logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from probes._net import DnsSettings, NodeResolver
+from probes.credentials import Credential
+from probes.result import LayerResult
+
+__all__ = ["ProbeCache", "SharedPrefix", "CachedToken", "fingerprint"]
+
+#: Layers whose outcome depends only on the endpoint, not on image or credentials.
+SHARED_LAYERS = ("dns", "tcp", "proxy", "tls", "challenge")
+#: A token is not reused in its last seconds (the pull would race its expiry).
+TOKEN_MARGIN = 10.0
+
+
+def fingerprint(cred: Credential | None) -> str:
+    """A stable, non-reversible identity of a credential for cache keys."""
+    if cred is None:
+        return "anonymous"
+    material = "\0".join((cred.username, cred.password, cred.identity_token or ""))
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SharedPrefix:
+    """What the endpoint-level layers found, for reuse by later probes of the endpoint."""
+
+    results: tuple[LayerResult, ...]
+    ssl_context: ssl.SSLContext | None
+    challenges: tuple[Any, ...]
+    proxy_url: str | None
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CachedToken:
+    authorization: str
+    expires_at: float
+    grants_pull: bool | None
+    evidence: dict[str, Any]
+
+
+class ProbeCache:
+    """Thread-safe cache for one probe cycle (prefixes) and across cycles (tokens)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._prefixes: dict[str, SharedPrefix] = {}
+        self._tokens: dict[tuple[str, ...], CachedToken] = {}
+        self._resolvers: dict[DnsSettings, NodeResolver] = {}
+        self._key_locks: dict[str, threading.Lock] = {}
+        self.hits = {"prefix": 0, "token": 0}
+
+    def lock_for(self, key: str) -> threading.Lock:
+        """One lock per endpoint, so concurrent probes of it run the shared layers once."""
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def new_cycle(self) -> None:
+        """Forget endpoint results and DNS answers (tokens stay until they expire)."""
+        with self._lock:
+            self._prefixes.clear()
+            self._resolvers.clear()
+            self._key_locks.clear()
+            now = time.monotonic()
+            self._tokens = {k: v for k, v in self._tokens.items() if v.expires_at > now}
+
+    def resolver(self, settings: DnsSettings) -> NodeResolver:
+        with self._lock:
+            if settings not in self._resolvers:
+                self._resolvers[settings] = NodeResolver(settings)
+            return self._resolvers[settings]
+
+    def prefix(self, key: str) -> SharedPrefix | None:
+        with self._lock:
+            found = self._prefixes.get(key)
+            if found is not None:
+                self.hits["prefix"] += 1
+            return found
+
+    def store_prefix(self, key: str, prefix: SharedPrefix) -> None:
+        with self._lock:
+            self._prefixes.setdefault(key, prefix)
+
+    def token(self, key: tuple[str, ...]) -> CachedToken | None:
+        with self._lock:
+            found = self._tokens.get(key)
+            if found is None or found.expires_at - TOKEN_MARGIN <= time.monotonic():
+                return None
+            self.hits["token"] += 1
+            return found
+
+    def store_token(self, key: tuple[str, ...], token: CachedToken) -> None:
+        with self._lock:
+            self._tokens[key] = token
+
+    def __len__(self) -> int:
+        return len(self._tokens)
