@@ -33,6 +33,7 @@ import json
 import random
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -439,6 +440,11 @@ def _selector_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
 
 
+def _segment(value: str) -> str:
+    """A path segment, percent-encoded (names are DNS labels, but never trust input)."""
+    return urllib.parse.quote(value, safe="")
+
+
 def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -475,7 +481,6 @@ class KubeClient:
         self.timeout = timeout
         self._api_client = k8s.ApiClient(configuration)
         self._api_client.user_agent = "pulldoctor"
-        self._api = k8s.CoreV1Api(self._api_client)
 
     @classmethod
     def from_config(
@@ -508,13 +513,45 @@ class KubeClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _timeouts(self) -> tuple[float, float]:
-        return (self.timeout, self.timeout)
+    def _send(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str | None] | None = None,
+        body: object = None,
+        read_timeout: float | None = None,
+    ) -> Any:
+        """One request through the client's auth and transport; the unread urllib3 response.
 
-    def _call_json(self, operation: str, call: Callable[..., Any], **kwargs: Any) -> object:
-        """One request through the generated API; the parsed JSON answer."""
+        Paths are built here rather than through the generated ``CoreV1Api``: it would cost
+        ~2 s and ~20 MB per agent at import, and would re-serialise our bodies through models.
+        """
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        params = [(k, v) for k, v in (query or {}).items() if v is not None]
         with _translate(operation):
-            response = call(**kwargs, _preload_content=False, _request_timeout=self._timeouts())
+            request = self._api_client.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=params,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            timeouts = (self.timeout, read_timeout or self.timeout)
+            response = self._api_client.call_api(*request, _request_timeout=timeouts)
+            if not 200 <= response.status <= 299:
+                response.read()  # type: ignore[no-untyped-call]
+                raise ApiException.from_response(http_resp=response, body=None, data=None)
+            return response.response
+
+    def _call_json(self, operation: str, method: str, path: str, **kwargs: Any) -> object:
+        """One request; the parsed JSON answer."""
+        response = self._send(operation, method, path, **kwargs)
+        with _translate(operation):
             try:
                 return json.loads(response.data)
             finally:
@@ -524,9 +561,8 @@ class KubeClient:
         """One Secret by name (never a list or watch of Secrets)."""
         raw = self._call_json(
             f"get secret {namespace}/{name}",
-            self._api.read_namespaced_secret,
-            name=name,
-            namespace=namespace,
+            "GET",
+            f"/api/v1/namespaces/{_segment(namespace)}/secrets/{_segment(name)}",
         )
         return parse_secret(raw)
 
@@ -534,9 +570,8 @@ class KubeClient:
         """One ServiceAccount by name."""
         raw = self._call_json(
             f"get serviceaccount {namespace}/{name}",
-            self._api.read_namespaced_service_account,
-            name=name,
-            namespace=namespace,
+            "GET",
+            f"/api/v1/namespaces/{_segment(namespace)}/serviceaccounts/{_segment(name)}",
         )
         return parse_service_account(raw)
 
@@ -544,9 +579,9 @@ class KubeClient:
         """The events about one pod, oldest first, selected by ``involvedObject.uid``."""
         raw = self._call_json(
             f"list events of pod uid {pod_uid} in {namespace}",
-            self._api.list_namespaced_event,
-            namespace=namespace,
-            field_selector=f"involvedObject.uid={_selector_value(pod_uid)}",
+            "GET",
+            f"/api/v1/namespaces/{_segment(namespace)}/events",
+            query={"fieldSelector": f"involvedObject.uid={_selector_value(pod_uid)}"},
         )
         items, _ = _list_body(raw, "EventList")
         events = _parse_items(items, parse_event, "event")
@@ -576,8 +611,8 @@ class KubeClient:
         )
         self._call_json(
             f"create event {reason} for pod {pod.key}",
-            self._api.create_namespaced_event,
-            namespace=pod.namespace,
+            "POST",
+            f"/api/v1/namespaces/{_segment(pod.namespace)}/events",
             body=body,
         )
 
@@ -593,9 +628,12 @@ class KubeClient:
     ) -> tuple[list[object], str]:
         raw = self._call_json(
             f"list pods on node {node}",
-            self._api.list_pod_for_all_namespaces,
-            field_selector=f"spec.nodeName={_selector_value(node)}",
-            resource_version=resource_version,
+            "GET",
+            "/api/v1/pods",
+            query={
+                "fieldSelector": f"spec.nodeName={_selector_value(node)}",
+                "resourceVersion": resource_version,
+            },
         )
         items, rv = _list_body(raw, "PodList")
         if not rv:
@@ -606,16 +644,19 @@ class KubeClient:
         self, *, node: str, resource_version: str, timeout_seconds: int, read_timeout: float
     ) -> Any:
         """The raw streaming response of a pod watch on ``node`` (caller closes it)."""
-        with _translate(f"watch pods on node {node}"):
-            return self._api.list_pod_for_all_namespaces(
-                watch=True,
-                field_selector=f"spec.nodeName={_selector_value(node)}",
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=timeout_seconds,
-                _preload_content=False,
-                _request_timeout=(self.timeout, read_timeout),
-            )
+        return self._send(
+            f"watch pods on node {node}",
+            "GET",
+            "/api/v1/pods",
+            query={
+                "watch": "true",
+                "fieldSelector": f"spec.nodeName={_selector_value(node)}",
+                "resourceVersion": resource_version,
+                "allowWatchBookmarks": "true",
+                "timeoutSeconds": str(timeout_seconds),
+            },
+            read_timeout=read_timeout,
+        )
 
 
 def _event_body(

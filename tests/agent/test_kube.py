@@ -699,9 +699,8 @@ def test_hostile_watch_events_do_not_kill_the_watcher(
     fake: FakeKube, start_watcher: StartWatcher
 ) -> None:
     """Garbage lines and malformed pods are counted and skipped; later pods still arrive."""
-    fake.add_object(
-        "pods", {"metadata": {"name": "nouid", "namespace": "d"}, "spec": {"nodeName": NODE}}
-    )
+    broken = {"metadata": {"name": "broken", "namespace": "d"}}
+    fake.add_object("pods", broken | {"spec": {"nodeName": NODE, "containers": "nginx"}})
     watcher, recorder = start_watcher()
     assert wait_for(lambda: fake.open_watches == 1)
     bad_pod = make_pod("bad", node=NODE)
@@ -714,7 +713,8 @@ def test_hostile_watch_events_do_not_kill_the_watcher(
         fake.add_pod(make_pod("good", node=NODE))
         assert wait_for(lambda: "good" in recorder.names("ADDED"))
     assert "bad" not in recorder.names("ADDED")
-    assert watcher.bad_objects == 7  # "nouid" in the list, 5 garbage lines, "bad"
+    assert watcher.bad_objects == 7  # "broken" in the list, 5 garbage lines, "bad"
+    assert recorder.names(SYNC) == []
     assert watcher.healthy and watcher.errors == 0
     assert watcher.resource_version == str(fake.resource_version)
     assert any(e["event"] == "kube_object_malformed" for e in logs)
