@@ -25,7 +25,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-__all__ = ["Server", "serve", "CALLBACK_TIMEOUT_SECONDS"]
+__all__ = ["CALLBACK_TIMEOUT_SECONDS", "Server", "serve"]
 
 #: Longest a health/readiness/diagnoses callback may take before the answer is a 500.
 CALLBACK_TIMEOUT_SECONDS = 2.0
@@ -61,7 +61,7 @@ class _Callbacks:
         def run() -> None:
             try:
                 box["value"] = fn()
-            except Exception as exc:  # any failure of a callback must become a 500
+            except Exception as exc:  # noqa: BLE001  any callback failure must become a 500
                 box["error"] = exc
             finally:
                 self._slots.release()
@@ -84,7 +84,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 30  # a client that stalls mid-request loses its thread after this
 
-    def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
+    def do_GET(self) -> None:
         route = _ROUTES.get(urlsplit(self.path).path)
         if route is None:
             self._send(404, "text/plain; charset=utf-8", b"not found\n")
@@ -94,7 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
         except _CallbackFailed as exc:
             status, content_type, body = 500, "text/plain; charset=utf-8", (
                 exc.reason + "\n").encode()
-        except Exception as exc:  # rendering failed (e.g. not JSON-serialisable)
+        except Exception as exc:  # noqa: BLE001  rendering failed (e.g. not JSON-serialisable)
             _log.warning("http_handler_failed", path=urlsplit(self.path).path,
                          error=type(exc).__name__)
             status, content_type, body = 500, "text/plain; charset=utf-8", b"internal error\n"
@@ -108,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Silence per-request access logs: the kubelet probes every few seconds."""
 
 

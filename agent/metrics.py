@@ -34,11 +34,11 @@ from probes.codes import Code
 from probes.result import LAYERS, LayerResult, ProbeReport, Status
 
 __all__ = [
-    "Metrics",
-    "METRIC_LABELS",
     "LAYER_BUCKETS",
+    "METRIC_LABELS",
     "PULL_BUCKETS",
     "RESULTS",
+    "Metrics",
 ]
 
 #: Probe layers take from well under a millisecond (loopback DNS) to the probe timeout.

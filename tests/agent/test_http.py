@@ -29,7 +29,7 @@ class State:
     def reset(self) -> None:
         self.healthy: Callable[[], bool] = lambda: True
         self.ready: Callable[[], tuple[bool, str]] = lambda: (True, "")
-        self.diagnoses: Callable[[], list[dict[str, Any]]] = lambda: []
+        self.diagnoses: Callable[[], list[dict[str, Any]]] = list
 
 
 @pytest.fixture(scope="module")

@@ -33,21 +33,25 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
 }
 
 
+Evidence = dict[str, object]
+
+
 def layer(name: str, status: Status = Status.OK, seconds: float = 0.01,
-          code: Code | None = None, **evidence: object) -> LayerResult:
+          code: Code | None = None, *, evidence: Evidence | None = None) -> LayerResult:
     return LayerResult(name, status, seconds, detail=f"{name} detail", code=code,
-                       evidence=dict(evidence))
+                       evidence=dict(evidence or {}))
 
 
-def passing(registry: str = REG, **tls_evidence: object) -> ProbeReport:
-    layers = tuple(layer(n, **(tls_evidence if n == "tls" else {})) for n in LAYERS)
+def passing(registry: str = REG, *, tls: Evidence | None = None) -> ProbeReport:
+    layers = tuple(layer(n, evidence=tls if n == "tls" else None) for n in LAYERS)
     return ProbeReport(f"{registry}/team/app:v1", registry, layers)
 
 
-def failing_at(name: str, code: Code, registry: str = REG, **evidence: object) -> ProbeReport:
+def failing_at(name: str, code: Code, registry: str = REG, *,
+               evidence: Evidence | None = None) -> ProbeReport:
     index = LAYERS.index(name)
     layers = [layer(n) for n in LAYERS[:index]]
-    layers.append(layer(name, Status.FAILED, 0.5, code, **evidence))
+    layers.append(layer(name, Status.FAILED, 0.5, code, evidence=evidence))
     layers += [layer(n, Status.SKIPPED, 0.0) for n in LAYERS[index + 1:]]
     return ProbeReport(f"{registry}/team/app:v1", registry, tuple(layers))
 
@@ -73,9 +77,9 @@ def series(reg: CollectorRegistry, name: str) -> dict[tuple[tuple[str, str], ...
 def test_metric_names_types_and_label_names_are_the_contract(
         reg: CollectorRegistry, metrics: Metrics) -> None:
     """Every exported family has exactly the contract's name, type and label names."""
-    metrics.observe_probe(failing_at("manifest", Code.RATE_LIMITED, rate_limit_remaining=0,
-                                     rate_limit_limit=100))
-    metrics.observe_probe(passing(OTHER, not_after_timestamp=2_000_000_000.0))
+    metrics.observe_probe(failing_at("manifest", Code.RATE_LIMITED,
+                                     evidence={"rate_limit_remaining": 0, "rate_limit_limit": 100}))
+    metrics.observe_probe(passing(OTHER, tls={"not_after_timestamp": 2_000_000_000.0}))
     metrics.observe_pull(REG, ok=True, seconds=4.0)
     metrics.observe_pull_failure(REG, Code.AUTH_MISSING)
     found: dict[str, tuple[str, frozenset[str]]] = {}
@@ -160,11 +164,12 @@ def test_certificate_expiry_comes_from_tls_evidence(
     """The expiry gauge is set from the tls layer, kept when TLS did not run, dropped when it
     ran without a certificate."""
     name = "pulldoctor_tls_cert_expiry_timestamp_seconds"
-    metrics.observe_probe(passing(not_after_timestamp=1_900_000_000.5))
+    metrics.observe_probe(passing(tls={"not_after_timestamp": 1_900_000_000.5}))
     assert reg.get_sample_value(name, {"registry": REG}) == 1_900_000_000.5
     metrics.observe_probe(failing_at("dns", Code.DNS_TIMEOUT))
     assert reg.get_sample_value(name, {"registry": REG}) == 1_900_000_000.5
-    metrics.observe_probe(failing_at("tls", Code.TLS_EXPIRED, not_after_timestamp=1_600_000_000.0))
+    metrics.observe_probe(failing_at("tls", Code.TLS_EXPIRED,
+                                    evidence={"not_after_timestamp": 1_600_000_000.0}))
     assert reg.get_sample_value(name, {"registry": REG}) == 1_600_000_000.0
     metrics.observe_probe(failing_at("tls", Code.TLS_PLAIN_HTTP))
     assert reg.get_sample_value(name, {"registry": REG}) is None
@@ -176,8 +181,8 @@ def test_rate_limit_gauges_take_the_last_layer_that_saw_headers(
     metrics.observe_probe(passing(OTHER))
     assert reg.get_sample_value("pulldoctor_registry_rate_limit_remaining",
                                 {"registry": OTHER}) is None
-    layers = (layer("dns"), layer("challenge", rate_limit_remaining=90, rate_limit_limit=100),
-              layer("manifest", rate_limit_remaining=7, rate_limit_limit=100))
+    layers = (layer("dns"), layer("challenge", evidence={"rate_limit_remaining": 90, "rate_limit_limit": 100}),
+              layer("manifest", evidence={"rate_limit_remaining": 7, "rate_limit_limit": 100}))
     metrics.observe_probe(ProbeReport("r", REG, layers))
     assert reg.get_sample_value("pulldoctor_registry_rate_limit_remaining",
                                 {"registry": REG}) == 7.0
@@ -284,9 +289,9 @@ def test_no_label_value_ever_comes_from_free_text(
 def test_forget_drops_every_series_of_a_registry_only(
         reg: CollectorRegistry, metrics: Metrics) -> None:
     """After forget(), no sample mentions the registry; other registries are untouched."""
-    metrics.observe_probe(failing_at("manifest", Code.RATE_LIMITED, rate_limit_remaining=0,
-                                     rate_limit_limit=10))
-    metrics.observe_probe(passing(REG, not_after_timestamp=2e9))
+    metrics.observe_probe(failing_at("manifest", Code.RATE_LIMITED,
+                                     evidence={"rate_limit_remaining": 0, "rate_limit_limit": 10}))
+    metrics.observe_probe(passing(REG, tls={"not_after_timestamp": 2e9}))
     metrics.observe_pull(REG, ok=True, seconds=2.0)
     metrics.observe_pull_failure(REG, Code.BACKOFF)
     metrics.observe_probe(passing(OTHER))
@@ -333,9 +338,9 @@ def test_concurrent_probes_leave_one_diagnosis_series_per_registry(
 def test_exposition_passes_promtool_check_metrics(
         reg: CollectorRegistry, metrics: Metrics) -> None:
     """promtool's linter accepts the full exposition with no warning at all."""
-    metrics.observe_probe(failing_at("manifest", Code.RATE_LIMITED, rate_limit_remaining=0,
-                                     rate_limit_limit=100))
-    metrics.observe_probe(passing(OTHER, not_after_timestamp=2_000_000_000.0))
+    metrics.observe_probe(failing_at("manifest", Code.RATE_LIMITED,
+                                     evidence={"rate_limit_remaining": 0, "rate_limit_limit": 100}))
+    metrics.observe_probe(passing(OTHER, tls={"not_after_timestamp": 2_000_000_000.0}))
     metrics.observe_pull(REG, ok=True, seconds=12.0)
     metrics.observe_pull_failure(REG, Code.AUTH_MISSING)
     metrics.set_watch_healthy(True)

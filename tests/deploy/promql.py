@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from agent.metrics import METRIC_LABELS, Metrics
 
-__all__ = ["metric_names", "label_names", "contract_series", "SCRAPE_LABELS"]
+__all__ = ["SCRAPE_LABELS", "contract_series", "label_names", "metric_names"]
 
 #: Labels the scrape adds to every series (job/instance by Prometheus, node by relabeling).
 SCRAPE_LABELS = frozenset({"job", "instance", "node"})

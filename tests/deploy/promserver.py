@@ -18,12 +18,12 @@ import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import yaml
 
-__all__ = ["PromServer", "PromError", "Target"]
+__all__ = ["PromError", "PromServer", "Target"]
 
 #: A scrape target: "host:port", or ("host:port", {extra target labels}).
 Target = str | tuple[str, Mapping[str, str]]
@@ -154,7 +154,7 @@ class PromServer:
                 self._proc.kill()
                 self._proc.wait(5)
 
-    def __enter__(self) -> PromServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

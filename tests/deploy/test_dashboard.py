@@ -163,7 +163,7 @@ def _agent(node: str) -> Server:
     m.observe_pull(BROKEN, ok=False, seconds=None)
     m.observe_pull_failure(BROKEN, Code.DNS_NXDOMAIN)
     return serve(host="127.0.0.1", port=0, registry=registry, healthy=lambda: True,
-                 ready=lambda: (True, ""), diagnoses=lambda: [])
+                 ready=lambda: (True, ""), diagnoses=list)
 
 
 @pytest.fixture(scope="module")

@@ -93,7 +93,7 @@ def test_each_alert_has_summary_description_and_runbook(alert: str) -> None:
     annotations = rule(alert)["annotations"]
     assert set(annotations) == {"summary", "description", "runbook_url"}
     assert annotations["runbook_url"] == RUNBOOK_URL + alert.lower()
-    headings = re.findall(r"^#+ (.+)$", RUNBOOK.read_text(), flags=re.M)
+    headings = re.findall(r"^#+ (.+)$", RUNBOOK.read_text(), flags=re.MULTILINE)
     assert alert in headings
     assert "Remediation:" in annotations["description"]
 
