@@ -51,6 +51,7 @@ _TOP_KEYS = frozenset({"apiVersion", "kind", "providers"})
 _PROVIDER_KEYS = frozenset({"name", "matchImages", "defaultCacheDuration", "apiVersion",
                             "args", "env", "tokenAttributes"})
 _ENV_KEYS = frozenset({"name", "value"})
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _FLAG_CONFIG = "image-credential-provider-config"
 _FLAG_BIN_DIR = "image-credential-provider-bin-dir"
 
@@ -201,7 +202,8 @@ def _parse_provider(item: Any, i: int, where: _Where, source: Path | None) -> Cr
 def _decode(data: bytes | str, where: _Where) -> dict[str, Any]:
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     try:
-        obj = yaml.safe_load(text)  # JSON is YAML: one decoder, like sigs.k8s.io/yaml
+        # JSON is YAML: one decoder, like sigs.k8s.io/yaml; libyaml when present
+        obj = yaml.load(text, Loader=_LOADER)  # a safe loader: plain data only
     except (yaml.YAMLError, RecursionError, ValueError):
         raise where.error("file", "not valid YAML or JSON") from None
     if not isinstance(obj, dict):

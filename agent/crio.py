@@ -267,7 +267,9 @@ def _v1_registries(doc: Mapping[str, Any], f: _File) -> list[RegistryEntry]:
                 flags[loc] = {"blocked": False, "insecure": False}
             if kind != "search":
                 flags[loc]["blocked" if kind == "block" else "insecure"] = True
-    return [RegistryEntry(prefix=loc, location=loc, source=f.path, **flags[loc]) for loc in order]
+    return [RegistryEntry(prefix=loc, location=loc, source=f.path,
+                          insecure=flags[loc]["insecure"], blocked=flags[loc]["blocked"])
+            for loc in order]
 
 
 def _check_conflicts(entries: Sequence[RegistryEntry], f: _File) -> None:
@@ -418,9 +420,9 @@ class RegistriesConf:
         """The entry with the longest matching prefix (``FindRegistry``), or None."""
         best: RegistryEntry | None = None
         for entry in self.entries.values():
-            if ref_matching_prefix(name, entry.prefix) != -1:
-                if best is None or len(entry.prefix) > len(best.prefix):
-                    best = entry
+            longer = best is None or len(entry.prefix) > len(best.prefix)
+            if longer and ref_matching_prefix(name, entry.prefix) != -1:
+                best = entry
         return best
 
     def view(self, image: str, *, digested: bool | None = None) -> RegistryView | None:

@@ -570,7 +570,7 @@ def _auths_section(obj: dict[str, Any], source: str, fmt: ConfigFormat,
 
 
 def parse_docker_config(data: bytes | str, source: str, *,
-                        format: ConfigFormat = "auto") -> Keyring:  # noqa: A002 - kubelet term
+                        format: ConfigFormat = "auto") -> Keyring:
     """Parse a ``.dockerconfigjson`` / ``config.json`` / ``.dockercfg`` into a :class:`Keyring`.
 
     ``format="auto"`` takes an object with ``auths`` (or other config.json keys)

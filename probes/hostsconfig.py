@@ -563,9 +563,10 @@ def load_hosts_config(registry: str, certs_dirs: Sequence[Path], *,
     models containerd 1.6 (see the module docstring).
     """
     directory = _find_host_dir(registry, certs_dirs)
-    if directory is None:
-        specs, source, warnings = [_HostSpec(is_mirror=False)], None, []
-    else:
+    specs: list[_HostSpec] = [_HostSpec(is_mirror=False)]
+    source: Path | None = None
+    warnings: list[str] = []
+    if directory is not None:
         specs, source, warnings = _load_dir(directory, legacy)
     last = specs[-1]
     if not last.host:

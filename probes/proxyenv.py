@@ -158,11 +158,9 @@ def _request_ip(host: str) -> _IP | None:
     return _go_parse_ip(host)
 
 
-def _use_proxy(matchers: _Matchers, host: str, port: str) -> bool:
-    if host == "localhost":
-        return False
+def _use_proxy(matchers: _Matchers, host: str, port: str, *, loopback_direct: bool = True) -> bool:
     ip = _request_ip(host)
-    if ip is not None and ip.is_loopback:
+    if loopback_direct and (host == "localhost" or (ip is not None and ip.is_loopback)):
         return False
     if matchers.everything:
         return False
@@ -175,9 +173,9 @@ def _use_proxy(matchers: _Matchers, host: str, port: str) -> bool:
         if "%" in host:
             return True
     for suffix, mport, bare in matchers.domains:
-        if name.endswith(suffix) or (bare and name == suffix[1:]):
-            if not mport or mport == port:
-                return False
+        named = name.endswith(suffix) or (bare and name == suffix[1:])
+        if named and (not mport or mport == port):
+            return False
     return True
 
 
@@ -207,6 +205,19 @@ class ProxyConfig:
 
     def proxy_for(self, scheme: str, host: str, port: int | None) -> str | None:
         """The proxy URL Go would use for ``scheme://host:port``, or None for a direct connection."""
+        return self._choose(scheme, host, port, loopback_direct=True)
+
+    def explicit_proxy_for(self, scheme: str, host: str, port: int | None) -> str | None:
+        """Like :meth:`proxy_for`, but loopback targets are proxied too.
+
+        For a proxy the operator named explicitly (``pulldoctor --proxy``): only
+        ``NO_PROXY`` exempts a host, so a proxy can be tested against a local
+        registry. Runtimes never do this; it is not a model of Go.
+        """
+        return self._choose(scheme, host, port, loopback_direct=False)
+
+    def _choose(self, scheme: str, host: str, port: int | None, *,
+                loopback_direct: bool) -> str | None:
         scheme = scheme.lower()
         raw = {"https": self.https_proxy, "http": self.http_proxy}.get(scheme)
         proxy = _parse_proxy(raw) if raw else None
@@ -214,7 +225,8 @@ class ProxyConfig:
             return None
         host = _idna_ascii(host[1:-1] if host.startswith("[") and host.endswith("]") else host)
         port_text = str(port) if port is not None else _DEFAULT_PORTS.get(scheme, "")
-        return proxy if _use_proxy(self._matchers, host, port_text) else None
+        use = _use_proxy(self._matchers, host, port_text, loopback_direct=loopback_direct)
+        return proxy if use else None
 
     def problems(self) -> tuple[str, ...]:
         """Proxy values Go cannot parse (it connects directly) or reads with a bogus host."""
@@ -449,7 +461,7 @@ def _read_env_file(path: Path, env: _UnitEnv) -> None:
         line = line.strip()
         if not line or line[0] in "#;":
             continue
-        line = line[len("export "):] if line.startswith("export ") else line
+        line = line.removeprefix("export ")
         name, sep, value = line.partition("=")
         name = name.strip()
         if sep and _ENV_NAME.fullmatch(name):

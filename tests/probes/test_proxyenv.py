@@ -123,6 +123,16 @@ def test_default_port_comes_from_scheme() -> None:
     assert cfg.proxy_for("https", "[::1]", None) is None
 
 
+def test_explicit_proxy_applies_to_loopback() -> None:
+    """An explicitly named proxy is used for loopback targets too; NO_PROXY still exempts."""
+    cfg = _cfg(http="http://127.0.0.1:8888", https="http://127.0.0.1:8888", no_proxy="skip.test")
+    assert cfg.proxy_for("https", "127.0.0.1", 5000) is None
+    assert cfg.explicit_proxy_for("https", "127.0.0.1", 5000) == "http://127.0.0.1:8888"
+    assert cfg.explicit_proxy_for("http", "localhost", 80) == "http://127.0.0.1:8888"
+    assert cfg.explicit_proxy_for("https", "skip.test", 443) is None
+    assert cfg.explicit_proxy_for("ftp", "localhost", 21) is None
+
+
 @pytest.mark.parametrize(("environ", "expected"), [
     ({"HTTP_PROXY": "httpproxy", "HTTPS_PROXY": "httpsproxy", "NO_PROXY": "noproxy"},
      ("httpproxy", "httpsproxy", "noproxy")),
