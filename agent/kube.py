@@ -757,7 +757,10 @@ class PodWatcher:
     delivers ``ADDED``/``MODIFIED``/``DELETED``. The watch resumes from the newest
     resourceVersion seen (objects and bookmarks); 410 Gone leads to a relist; any other error
     to a backoff with full jitter, then a re-watch (or a relist if the list failed).
-    Counters (``lists``, ``watches``, ``errors``, ``gone``, ``bad_objects``,
+    Each watch asks for ``timeoutSeconds`` drawn from [watch_timeout, 2*watch_timeout) and
+    gives up on a silent stream ``read_grace`` seconds after that. ``stop`` is noticed within
+    a second even mid-watch (another thread shuts the stream down); a list in flight can take
+    up to the client's timeout. Counters (``lists``, ``watches``, ``errors``, ``gone``, ``bad_objects``,
     ``callback_errors``) are written by the watcher thread only.
     """
 
@@ -796,7 +799,7 @@ class PodWatcher:
     def healthy(self) -> bool:
         """The last list/watch step succeeded, and recently enough to trust the pod view."""
         last = self._last_ok
-        stale_after = self.watch_timeout + self.read_grace + self.backoff_max
+        stale_after = 2 * self.watch_timeout + self.read_grace + self.backoff_max
         return self._ok and last is not None and time.monotonic() - last <= stale_after
 
     def run(self) -> None:
@@ -877,11 +880,14 @@ class PodWatcher:
         """One watch request; True when it ended normally after being useful."""
         self.watches += 1
         started, delivered = time.monotonic(), self.events
+        # Like client-go's reflector: between 1x and 2x the minimum, so that the agents of a
+        # whole DaemonSet, started together, do not all re-watch in the same second.
+        timeout = max(1, round(self.watch_timeout * (1.0 + self._rng.random())))
         response = self._client._open_pod_watch(
             node=self.node,
             resource_version=self._rv or "0",
-            timeout_seconds=max(1, round(self.watch_timeout)),
-            read_timeout=self.watch_timeout + self.read_grace,
+            timeout_seconds=timeout,
+            read_timeout=timeout + self.read_grace,
         )
         self._mark_ok()
         with self._tracked(response), _translate(f"watch pods on node {self.node}"):

@@ -1,0 +1,543 @@
+"""The node agent: probe what this node pulls, and turn its pull failures into root causes.
+
+Data flow: the pod watcher (``agent.kube``) reports this node's pods; their
+images plus the config's static targets become probe targets, one per
+(image, credential set); the scheduler says when each is due; a bounded pool
+probes them through the node's endpoint plan (mirrors first, as the runtime
+does) with a shared :class:`~probes.cache.ProbeCache`; results feed the
+metrics. A container waiting on a pull failure is classified from the
+kubelet's words, its target probed at once, and the two correlated into a
+root cause that is logged (``pull_diagnosed``) and posted as a Warning Event.
+
+It refuses to crash: every callback and worker catches and logs what goes
+wrong, a bad pod or Secret is reported and skipped, and the API being down
+only makes ``/readyz`` say so. It never logs or exports a credential.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from agent.classify import Classification, classify
+from agent.config import AgentConfig, StaticTarget
+from agent.correlate import Outcome, PullFailure, RootCause, correlate
+from agent.credentials import CredentialResolver, PodCredentials
+from agent.logs import Log
+from agent.metrics import Metrics
+from agent.model import Pod, PodEvent
+from agent.nodeview import NodeView
+from agent.scheduler import Scheduler
+from probes.cache import ProbeCache
+from probes.codes import Code
+from probes.credentials import DockerConfigError, Keyring, parse_docker_config
+from probes.engine import run_probe
+from probes.reference import Reference, ReferenceError, parse_reference
+
+__all__ = ["Agent", "KubeApi", "PULL_WAITING_REASONS"]
+
+#: Container waiting reasons that mean an image pull failed or will not be attempted.
+PULL_WAITING_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                        "ErrImageNeverPull", "RegistryUnavailable"}
+_PULLED = re.compile(r'Successfully pulled image "(?P<image>[^"]{1,512})" in (?P<secs>[0-9.]+)'
+                     r"(?P<unit>ms|s|m)")
+_FAILED_PULL = re.compile(r'Failed to pull image "(?P<image>[^"]{1,512})"')
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0}
+TICK = 0.5
+
+
+class KubeApi(Protocol):
+    """The slice of ``agent.kube.KubeClient`` the agent uses (a fake in logic tests)."""
+
+    def get_secret(self, *, namespace: str, name: str) -> Any: ...
+    def get_service_account(self, *, namespace: str, name: str) -> Any: ...
+    def list_pod_events(self, *, namespace: str, pod_uid: str) -> list[PodEvent]: ...
+    def create_event(self, pod: Pod, *, reason: str, message: str, type: str = ...,
+                     component: str = ..., host: str | None = ...) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TargetKey:
+    reference: str
+    credentials: str  # PodCredentials.fingerprint
+
+
+@dataclass
+class TargetInfo:
+    reference: Reference
+    creds: PodCredentials
+    outcome: Outcome | None = None
+
+
+@dataclass
+class FailureRecord:
+    failure: PullFailure
+    key: TargetKey | None
+    classification: Classification
+    pod: Pod
+    cause: RootCause | None = None
+    last_event_at: float | None = None
+    seen_at: float = field(default_factory=time.monotonic)
+
+
+class Agent:
+    """Owns the agent's state; :meth:`run` drives it until :attr:`stop` is set."""
+
+    def __init__(self, config: AgentConfig, *, node: str | None, kube: KubeApi | None,
+                 metrics: Metrics, log: Log, node_view: NodeView | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config, self.node, self.kube, self.metrics, self.log = config, node, kube, metrics, log
+        self.view = node_view or NodeView(config)
+        self.clock = clock
+        self.stop = threading.Event()
+        self.cache = ProbeCache()
+        self.creds = CredentialResolver(kube, self.view.node_keyring,
+                                        ttl=config.secret_cache_seconds, clock=clock)
+        self.scheduler = Scheduler(interval=config.interval_seconds, jitter=config.jitter,
+                                   min_forced_interval=config.failure_probe_min_interval_seconds,
+                                   clock=clock)
+        self.pool = ThreadPoolExecutor(max_workers=config.concurrency,
+                                       thread_name_prefix="pulldoctor-probe")
+        self._lock = threading.RLock()
+        self._pods: dict[str, Pod] = {}
+        self._targets: dict[TargetKey, TargetInfo] = {}
+        self._failures: dict[tuple[str, str, str], FailureRecord] = {}
+        self._seen_events: dict[tuple[str, str], int] = {}
+        self._pending: queue.Queue[tuple[str, Pod | None]] = queue.Queue(maxsize=10_000)
+        self._running: dict[TargetKey, Future[None]] = {}
+        self._dirty = True
+        self._static = self._static_targets()
+        self._heartbeat = clock()
+        self._dropped_registries: set[str] = set()
+        self.watch_healthy: Callable[[], bool] = lambda: kube is None
+        self.cycles = 0
+        for problem in self.view.problems:
+            self.log.warning("node_config_problem", problem=problem)
+
+    # ----------------------------------------------------------------- inputs
+
+    def on_pod(self, kind: str, pod: Pod | None) -> None:
+        """Pod watcher callback: queue the change (never blocks the watch)."""
+        try:
+            self._pending.put_nowait((kind, pod))
+        except queue.Full:
+            self.log.warning("pod_queue_full", dropped=kind)
+
+    def _drain(self) -> None:
+        changed: dict[str, Pod | None] = {}
+        relisted = False
+        synced: set[str] = set()
+        while True:
+            try:
+                kind, pod = self._pending.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "RELISTED":
+                relisted = True
+                continue
+            if pod is None or (self.node and pod.node_name not in (None, self.node)):
+                continue  # never act on another node's pods
+            if kind == "SYNC":
+                synced.add(pod.uid)
+            changed[pod.uid] = None if kind == "DELETED" or pod.deleted else pod
+        with self._lock:
+            if relisted:  # pods that vanished while we were not watching
+                for uid in [u for u in self._pods if u not in synced and u not in changed]:
+                    changed[uid] = None
+            for uid, pod in changed.items():
+                previous = self._pods.pop(uid, None)
+                if pod is not None:
+                    self._pods[uid] = pod
+                self._dirty = True
+                self._pod_changed(previous, pod)
+
+    def _pod_changed(self, previous: Pod | None, pod: Pod | None) -> None:
+        if pod is None:
+            for key in [k for k in self._failures if k[0] == (previous.uid if previous else "")]:
+                self._resolve_failure(key, "pod deleted")
+            return
+        waiting = {(pod.uid, c.name, c.image): c for c in pod.containers
+                   if c.waiting_reason in PULL_WAITING_REASONS}
+        for key in [k for k in self._failures if k[0] == pod.uid and k not in waiting]:
+            self._resolve_failure(key, "the container is no longer waiting on its image")
+        started = previous is not None and any(
+            c.running and not _was_running(previous, c.name) for c in pod.containers)
+        if waiting or started or (previous is None and any(c.running for c in pod.containers)):
+            self.pool.submit(self._safely, self._read_events, pod)
+        for key, container in waiting.items():
+            if key not in self._failures:
+                self._new_failure(pod, container)
+
+    # ----------------------------------------------------------------- failures
+
+    def _new_failure(self, pod: Pod, container: Any) -> None:
+        message = container.waiting_message or container.waiting_reason or ""
+        failure = PullFailure(pod.namespace, pod.name, pod.uid, container.name, container.image,
+                              container.waiting_reason or "", message[:4096])
+        classification = classify(message, container.waiting_reason)
+        target = self._target_key_for(pod, container.image)
+        self._failures[(pod.uid, container.name, container.image)] = FailureRecord(
+            failure, target, classification, pod)
+        if target is not None:
+            self.scheduler.sync([*self._target_keys()])  # make sure the slot exists
+            if not self.scheduler.force(target):
+                self._decide_from_last(target)
+
+    def _target_key_for(self, pod: Pod, image: str) -> TargetKey | None:
+        try:
+            reference = parse_reference(image)
+        except ReferenceError:
+            return None
+        creds = self.creds.resolve(pod)
+        key = TargetKey(str(reference), creds.fingerprint)
+        self._targets.setdefault(key, TargetInfo(reference, creds))
+        return key
+
+    def _resolve_failure(self, key: tuple[str, str, str], why: str) -> None:
+        record = self._failures.pop(key, None)
+        if record is not None and record.cause is not None:
+            f = record.failure
+            self.log.info("pull_resolved", message=f"Pod {f.namespace}/{f.pod} container "
+                          f"{f.container} no longer fails to pull {f.image}: {why}",
+                          namespace=f.namespace, pod=f.pod, container=f.container, image=f.image,
+                          registry=_registry_of(f.image), code=record.cause.code.value)
+
+    def _read_events(self, pod: Pod) -> None:
+        """Read the pod's events (only now: a failure or a start) for pull facts and timings."""
+        if self.kube is None:
+            return
+        events = self.kube.list_pod_events(namespace=pod.namespace, pod_uid=pod.uid)
+        with self._lock:
+            for event in events:
+                self._count_pull_event(pod, event)
+            for key, record in self._failures.items():
+                if key[0] == pod.uid:
+                    self._use_event_words(record, events)
+
+    def _count_pull_event(self, pod: Pod, event: PodEvent) -> None:
+        seen_key = (pod.uid, event.name)
+        new = event.count - self._seen_events.get(seen_key, 0)
+        if new <= 0:
+            return
+        self._seen_events[seen_key] = event.count
+        if event.reason == "Pulled":
+            match = _PULLED.search(event.message or "")
+            if match:
+                seconds = float(match.group("secs")) * _UNIT[match.group("unit")]
+                for _ in range(min(new, 100)):
+                    self.metrics.observe_pull(_registry_of(match.group("image")), ok=True,
+                                              seconds=seconds)
+        elif event.reason == "Failed":
+            match = _FAILED_PULL.search(event.message or "")
+            if match:
+                registry = _registry_of(match.group("image"))
+                code = self._failure_code(pod.uid, match.group("image"), event.message or "")
+                for _ in range(min(new, 100)):
+                    self.metrics.observe_pull(registry, ok=False, seconds=None)
+                    self.metrics.observe_pull_failure(registry, code)
+
+    def _failure_code(self, uid: str, image: str, message: str) -> Code:
+        for key, record in self._failures.items():
+            if key[0] == uid and key[2] == image and record.cause is not None:
+                return record.cause.code
+        return classify(message, "Failed").code
+
+    def _use_event_words(self, record: FailureRecord, events: list[PodEvent]) -> None:
+        """Back-off messages hide the cause; the kubelet's last Failed event still has it."""
+        field_path = f"{{{record.failure.container}}}"
+        for event in reversed(events):
+            if event.reason == "Failed" and "Failed to pull image" in (event.message or "") and \
+                    (event.field_path is None or event.field_path.endswith(field_path)):
+                better = classify(event.message or "", "Failed")
+                if better.code is not Code.UNKNOWN:
+                    record.classification = better
+                    record.failure = replace(record.failure, message=(event.message or "")[:4096])
+                break
+
+    # ----------------------------------------------------------------- targets
+
+    def _static_targets(self) -> list[TargetInfo]:
+        out = []
+        for static in self.config.static_targets:
+            try:
+                reference = parse_reference(static.reference)
+            except ReferenceError as exc:
+                self.log.warning("static_target_invalid", target=static.reference, error=str(exc))
+                continue
+            out.append(TargetInfo(reference, self._static_creds(static)))
+        return out
+
+    def _static_creds(self, static: StaticTarget) -> PodCredentials:
+        base = self.creds.node_only()
+        if static.docker_config is None:
+            return base
+        try:
+            ring = parse_docker_config(static.docker_config.read_bytes(),
+                                       source=str(static.docker_config))
+        except (OSError, DockerConfigError) as exc:
+            self.log.warning("static_docker_config_invalid", path=str(static.docker_config),
+                             error=str(exc) if isinstance(exc, DockerConfigError) else
+                             exc.strerror or type(exc).__name__)
+            return base
+        return PodCredentials(Keyring.union(ring, base.keyring), (str(static.docker_config),),
+                              False, (), f"static:{static.docker_config}")
+
+    def _target_keys(self) -> list[TargetKey]:
+        return list(self._targets)
+
+    def _rebuild_targets(self) -> None:
+        wanted: dict[TargetKey, TargetInfo] = {}
+        for info in self._static:
+            wanted.setdefault(TargetKey(str(info.reference), info.creds.fingerprint), info)
+        for pod in list(self._pods.values()):
+            creds = self.creds.resolve(pod)
+            for container in pod.containers:
+                try:
+                    reference = parse_reference(container.image)
+                except ReferenceError:
+                    continue
+                key = TargetKey(str(reference), creds.fingerprint)
+                old = self._targets.get(key)
+                wanted.setdefault(key, TargetInfo(reference, creds,
+                                                  old.outcome if old else None))
+        wanted = self._cap_registries(wanted)
+        for key, info in wanted.items():
+            old = self._targets.get(key)
+            if old is not None:
+                info.outcome = old.outcome
+        removed = {i.reference.registry for i in self._targets.values()} - \
+            {i.reference.registry for i in wanted.values()}
+        self._targets = wanted
+        self.scheduler.sync(wanted)
+        for registry in removed:
+            self.metrics.forget(registry)
+
+    def _cap_registries(self, wanted: dict[TargetKey, TargetInfo]) -> dict[TargetKey, TargetInfo]:
+        registries: list[str] = []
+        for info in wanted.values():
+            if info.reference.registry not in registries:
+                registries.append(info.reference.registry)
+        allowed = set(registries[:self.config.max_registries])
+        dropped = set(registries) - allowed - self._dropped_registries
+        if dropped:
+            self._dropped_registries |= dropped
+            self.log.warning("registry_cap_reached", max_registries=self.config.max_registries,
+                             dropped=len(dropped))
+        return {k: v for k, v in wanted.items() if v.reference.registry in allowed}
+
+    # ----------------------------------------------------------------- probing
+
+    def probe_target(self, key: TargetKey) -> Outcome | None:
+        """Probe one target through the node's endpoint plan, mirrors first."""
+        with self._lock:
+            info = self._targets.get(key)
+        if info is None:
+            return None
+        plan = self.view.plan(info.reference)
+        options = self.view.options(info.creds.keyring, credential_source=info.creds.source)
+        reports = []
+        if not plan.blocked:
+            for endpoint in plan.endpoints:
+                report = run_probe(endpoint.reference, endpoint.target, options, cache=self.cache)
+                reports.append(report)
+                if report.ok:
+                    break
+        outcome = Outcome(str(info.reference), info.reference.registry, tuple(reports),
+                          blocked=plan.blocked, runtime=plan.runtime)
+        self._record(key, info, outcome)
+        return outcome
+
+    def _record(self, key: TargetKey, info: TargetInfo, outcome: Outcome) -> None:
+        final = outcome.final
+        previous = info.outcome
+        info.outcome = outcome
+        if final is not None:
+            self.metrics.observe_probe(final)
+        was = previous.code if previous else None
+        if outcome.code is not was:
+            fields = {"registry": outcome.registry, "image": outcome.reference,
+                      "code": outcome.code.value, "credentials": info.creds.source}
+            if final is not None and final.diagnosis is not None:
+                fields.update(layer=final.diagnosis.layer, evidence=final.diagnosis.detail,
+                              endpoint=final.endpoint, remediation=outcome.code.remediation)
+            if outcome.ok:
+                if was is not None:
+                    self.log.info("probe_recovered", message=f"{outcome.reference} pulls again "
+                                  f"from this node (was {was.value})", **fields)
+            else:
+                self.log.warning("probe_failed", message=f"This node cannot pull "
+                                 f"{outcome.reference}: {outcome.code.summary}", **fields)
+        with self._lock:
+            for record in self._failures.values():
+                if record.key == key:
+                    self._decide(record, outcome)
+
+    def _decide_from_last(self, key: TargetKey) -> None:
+        info = self._targets.get(key)
+        if info is not None and info.outcome is not None:
+            for record in self._failures.values():
+                if record.key == key:
+                    self._decide(record, info.outcome)
+
+    def _works_with(self, record: FailureRecord) -> str | None:
+        """Another credential set that pulls the same image on this node, if any."""
+        if record.key is None:
+            return None
+        for key, info in self._targets.items():
+            if key.reference == record.key.reference and key != record.key and \
+                    info.outcome is not None and info.outcome.ok:
+                return info.creds.source
+        return None
+
+    def _decide(self, record: FailureRecord, outcome: Outcome) -> None:
+        provider = self._provider_for(record)
+        creds = self._targets[record.key].creds if record.key in self._targets else \
+            self.creds.node_only()
+        cause = correlate(record.failure, record.classification, outcome, creds,
+                          provider=provider, works_with=self._works_with(record))
+        previous = record.cause
+        record.cause = cause
+        if previous is not None and (previous.code, previous.verdict) == (cause.code, cause.verdict):
+            return
+        f = record.failure
+        self.log.error("pull_diagnosed", message=cause.message, namespace=f.namespace, pod=f.pod,
+                       container=f.container, image=f.image, registry=outcome.registry,
+                       code=cause.code.value, verdict=cause.verdict, layer=cause.layer,
+                       kubelet_code=cause.kubelet_code.value, evidence=cause.evidence,
+                       remediation=cause.remediation)
+        self._post_event(record)
+
+    def _provider_for(self, record: FailureRecord) -> str | None:
+        providers = self.view.providers
+        if providers is None or record.key is None:
+            return None
+        try:
+            return providers.matching_provider(parse_reference(record.failure.image).name)
+        except ReferenceError:
+            return None
+
+    def _post_event(self, record: FailureRecord) -> None:
+        if self.kube is None or not self.config.events.enabled or record.cause is None:
+            return
+        now = self.clock()
+        if record.last_event_at is not None and \
+                now - record.last_event_at < self.config.events.min_interval_seconds:
+            return
+        record.last_event_at = now
+        cause, pod = record.cause, record.pod
+        message = f"{cause.message} Fix: {cause.remediation}"
+        self.pool.submit(self._safely, self.kube.create_event, pod, reason="PullDiagnosis",
+                         message=message, type="Warning", component="pulldoctor",
+                         host=self.node)
+
+    # ----------------------------------------------------------------- loop
+
+    def _safely(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - a worker must never take the agent down
+            self.log.warning("worker_error", action=getattr(fn, "__name__", "task"),
+                             error=f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    def _probe_job(self, key: TargetKey) -> None:
+        try:
+            self._safely(self.probe_target, key)
+        finally:
+            self.scheduler.done(key)
+
+    def step(self) -> None:
+        """One tick: apply pod changes, refresh targets, start what is due."""
+        self._heartbeat = self.clock()
+        self._drain()
+        with self._lock:
+            if self._dirty:
+                self._dirty = False
+                self._rebuild_targets()
+        self.metrics.set_watch_healthy(self.watch_healthy())
+        busy = sum(1 for f in self._running.values() if not f.done())
+        self._running = {k: f for k, f in self._running.items() if not f.done()}
+        for key in self.scheduler.due(self.config.concurrency - busy):
+            self._running[key] = self.pool.submit(self._probe_job, key)
+        if self.scheduler.all_ran_once() and self._targets:
+            self.cycles = max(self.cycles, 1)
+
+    def run_cycle(self) -> None:
+        """Probe every target once, now (``--once`` and tests)."""
+        self._drain()
+        with self._lock:
+            self._rebuild_targets()
+            keys = list(self._targets)
+        list(self.pool.map(lambda k: self._safely(self.probe_target, k), keys))
+        self.cycles += 1
+
+    def run(self) -> None:
+        """Tick until :attr:`stop` is set."""
+        last_cycle = self.clock()
+        while not self.stop.is_set():
+            self._safely(self.step)
+            if self.clock() - last_cycle > self.config.interval_seconds:
+                self.cache.new_cycle()
+                last_cycle = self.clock()
+            self.stop.wait(TICK)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # ----------------------------------------------------------------- status
+
+    def healthy(self) -> bool:
+        return self.clock() - self._heartbeat < max(10 * TICK, 5.0)
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.watch_healthy():
+            return False, "the watch of this node's pods is not established"
+        if self.cycles < 1:
+            return False, "the first probe cycle has not finished"
+        return True, "ok"
+
+    def diagnoses(self) -> list[dict[str, Any]]:
+        with self._lock:
+            out: list[dict[str, Any]] = []
+            for record in self._failures.values():
+                f, cause = record.failure, record.cause
+                out.append({"kind": "pull", "namespace": f.namespace, "pod": f.pod,
+                            "container": f.container, "image": f.image,
+                            "registry": _registry_of(f.image),
+                            "code": (cause.code if cause else record.classification.code).value,
+                            "verdict": cause.verdict if cause else "pending",
+                            "layer": cause.layer if cause else None,
+                            "message": cause.message if cause else f.message[:300],
+                            "remediation": (cause.code if cause else
+                                            record.classification.code).remediation})
+            for info in self._targets.values():
+                outcome = info.outcome
+                if outcome is None:
+                    continue
+                final = outcome.final
+                out.append({"kind": "probe", "image": outcome.reference,
+                            "registry": outcome.registry, "code": outcome.code.value,
+                            "ok": outcome.ok, "credentials": info.creds.source,
+                            "layer": final.diagnosis.layer if final and final.diagnosis else None,
+                            "detail": final.diagnosis.detail if final and final.diagnosis else "",
+                            "failed_endpoints": outcome.fallbacks()})
+            return out
+
+
+def _was_running(pod: Pod, name: str) -> bool:
+    return any(c.name == name and c.running for c in pod.containers)
+
+
+def _registry_of(image: str) -> str:
+    """The registry label of an image; unparseable names share one bounded value."""
+    try:
+        return parse_reference(image).registry
+    except ReferenceError:
+        return "invalid-reference"
+

@@ -1,0 +1,181 @@
+"""The credentials the kubelet would use for a pod's images, and what is wrong with them.
+
+Mirrors the kubelet: the pod's ``imagePullSecrets``, else its service
+account's, unioned with the node's docker configs (pod Secrets first, as the
+kubelet tries them first). Secrets are read with ``get`` by name only — never
+listed or watched — and cached briefly. A Secret that is missing, of the wrong
+type, or malformed is skipped just as the kubelet skips it, and recorded as a
+:class:`SecretProblem` so the root cause can name it. Nothing here logs or
+returns secret content: problems carry the Secret's name and what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from agent.model import Pod, SecretData, ServiceAccount
+from probes.codes import Code
+from probes.credentials import DockerConfigError, Keyring, parse_docker_config
+
+__all__ = ["SecretSource", "SecretProblem", "PodCredentials", "CredentialResolver",
+           "SECRET_KEYS"]
+
+#: Secret type -> the data key holding the docker config.
+SECRET_KEYS = {"kubernetes.io/dockerconfigjson": ".dockerconfigjson",
+               "kubernetes.io/dockercfg": ".dockercfg"}
+
+
+class SecretSource(Protocol):
+    """What the resolver needs from the Kubernetes client (``agent.kube.KubeClient``)."""
+
+    def get_secret(self, *, namespace: str, name: str) -> SecretData: ...
+
+    def get_service_account(self, *, namespace: str, name: str) -> ServiceAccount: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SecretProblem:
+    """A pull Secret the kubelet would skip, and why (never its content)."""
+
+    code: Code  # secret_not_found | secret_malformed
+    namespace: str
+    name: str
+    detail: str
+
+    def describe(self) -> str:
+        return f"secret {self.namespace}/{self.name}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class PodCredentials:
+    """The keyring for a pod's pulls, the Secrets it came from, and their problems."""
+
+    keyring: Keyring
+    secrets: tuple[str, ...]  # "namespace/name" of the pull Secrets considered
+    from_service_account: bool
+    problems: tuple[SecretProblem, ...]
+    fingerprint: str  # identity of the credential set for de-duplication (no content)
+
+    @property
+    def source(self) -> str:
+        if not self.secrets:
+            return "node credentials only"
+        via = " (from the service account)" if self.from_service_account else ""
+        return "secrets " + ", ".join(self.secrets) + via
+
+
+def _fingerprint(parts: list[bytes]) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()[:16]
+
+
+class CredentialResolver:
+    """Resolve pods' pull credentials with a short per-Secret cache."""
+
+    def __init__(self, source: SecretSource | None, node_keyring: Keyring, *,
+                 ttl: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._source = source
+        self._node = node_keyring
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._secrets: dict[tuple[str, str], tuple[float, SecretData | Exception]] = {}
+        self._accounts: dict[tuple[str, str], tuple[float, ServiceAccount | Exception]] = {}
+        self.api_reads = 0
+
+    def node_only(self) -> PodCredentials:
+        return PodCredentials(self._node, (), False, (), "node")
+
+    def resolve(self, pod: Pod) -> PodCredentials:
+        """The credentials the kubelet would use for ``pod``'s image pulls."""
+        names, from_sa = self._secret_names(pod)
+        rings: list[Keyring] = []
+        problems: list[SecretProblem] = []
+        material: list[bytes] = []
+        for name in names:
+            ring, problem, raw = self._load(pod.namespace, name)
+            if ring is not None:
+                rings.append(ring)
+                material.append(raw)
+            if problem is not None:
+                problems.append(problem)
+        keyring = Keyring.union(*rings, self._node)
+        fingerprint = _fingerprint(material) if material else "node"
+        return PodCredentials(keyring, tuple(f"{pod.namespace}/{n}" for n in names), from_sa,
+                              tuple(problems), fingerprint)
+
+    def _secret_names(self, pod: Pod) -> tuple[tuple[str, ...], bool]:
+        if pod.image_pull_secrets or self._source is None or not pod.service_account:
+            return pod.image_pull_secrets, False
+        account = self._cached(self._accounts, (pod.namespace, pod.service_account),
+                               lambda: self._source.get_service_account(  # type: ignore[union-attr]
+                                   namespace=pod.namespace, name=pod.service_account or ""))
+        if isinstance(account, ServiceAccount):
+            return account.image_pull_secrets, bool(account.image_pull_secrets)
+        return (), False
+
+    def _cached(self, table: dict, key: tuple[str, str], fetch: Callable[[], object]) -> object:
+        now = self._clock()
+        with self._lock:
+            hit = table.get(key)
+            if hit is not None and now - hit[0] < self._ttl:
+                return hit[1]
+        try:
+            value: object = fetch()
+        except Exception as exc:  # noqa: BLE001 - any API failure is recorded, not raised
+            value = exc
+        self.api_reads += 1
+        with self._lock:
+            table[key] = (now, value)
+        return value
+
+    def _load(self, namespace: str, name: str
+              ) -> tuple[Keyring | None, SecretProblem | None, bytes]:
+        if self._source is None:
+            return None, None, b""
+        secret = self._cached(self._secrets, (namespace, name),
+                              lambda: self._source.get_secret(  # type: ignore[union-attr]
+                                  namespace=namespace, name=name))
+        if isinstance(secret, Exception):
+            return None, _problem_for_error(namespace, name, secret), b""
+        assert isinstance(secret, SecretData)
+        key = SECRET_KEYS.get(secret.type)
+        if key is None:
+            return None, SecretProblem(
+                Code.SECRET_MALFORMED, namespace, name,
+                f"type {secret.type!r} is not kubernetes.io/dockerconfigjson or "
+                "kubernetes.io/dockercfg; the kubelet ignores it"), b""
+        raw = secret.data.get(key)
+        if raw is None:
+            return None, SecretProblem(Code.SECRET_MALFORMED, namespace, name,
+                                       f"type {secret.type} but no {key} key"), b""
+        try:
+            ring = parse_docker_config(raw, source=f"secret {namespace}/{name}")
+        except DockerConfigError as exc:
+            return None, SecretProblem(Code.SECRET_MALFORMED, namespace, name,
+                                       _without_source(str(exc), namespace, name)), b""
+        return ring, None, raw
+
+
+def _without_source(message: str, namespace: str, name: str) -> str:
+    prefix = f"secret {namespace}/{name}"
+    return message[len(prefix):].lstrip(": ") if message.startswith(prefix) else message
+
+
+def _problem_for_error(namespace: str, name: str, exc: Exception) -> SecretProblem:
+    status = getattr(exc, "status", None)  # agent.kube errors carry the HTTP status
+    if status == 404:
+        return SecretProblem(Code.SECRET_NOT_FOUND, namespace, name,
+                             "does not exist; the kubelet pulls without it")
+    if status == 403:
+        detail = "pulldoctor may not read it (RBAC: secrets get)"
+    else:
+        detail = f"could not be read: {type(exc).__name__}"
+    return SecretProblem(Code.UNKNOWN, namespace, name, detail)
