@@ -8,6 +8,7 @@ refuses any other key, so the two cannot drift apart silently.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import tomllib
@@ -292,6 +293,28 @@ def test_config_paths_are_mounted(objects: list[dict[str, Any]]) -> None:
     mount_points = [m["mountPath"] for _, m in _host_mounts(objects).values()]
     for path in paths:
         assert any(path == mp or path.startswith(mp + "/") for mp in mount_points), path
+
+
+def test_agent_loads_the_shipped_config_and_every_node_path_is_mounted(
+        objects: list[dict[str, Any]], tmp_path: Path) -> None:
+    """agent.config accepts the ConfigMap's file, and every node path of the resulting
+    config (defaults included, node docker configs excepted) lies under a host mount."""
+    from agent.config import load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text(one(objects, "ConfigMap", "pulldoctor-config")["data"]["config.yaml"])
+    config = load_config(path)
+    mount_points = [m["mountPath"] for _, m in _host_mounts(objects).values()]
+    node_paths = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        if f.name not in ("host_root", "node_docker_configs"):
+            node_paths += [str(v) for v in values if isinstance(v, Path)]
+    assert len(node_paths) >= 8
+    for node_path in node_paths:
+        assert any(node_path == mp or node_path.startswith(mp + "/") for mp in mount_points), (
+            node_path)
 
 
 def test_config_file_has_exactly_the_agent_schema(objects: list[dict[str, Any]]) -> None:
