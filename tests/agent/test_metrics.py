@@ -347,3 +347,19 @@ def test_exposition_passes_promtool_check_metrics(
     done = subprocess.run(["promtool", "check", "metrics"], input=generate_latest(reg),
                           capture_output=True, timeout=30, check=False)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+
+
+@pytest.mark.parametrize("image", [
+    "nginx", "library/nginx:1.27", "ghcr.io/org/app:v1", "localhost:5000/x",
+    "[::1]:5000/team/app:v2", "127.0.0.1:5000/a@sha256:" + "a" * 64,
+    "Registry.Example.COM/x", "xn--bcher-kva.example/a", "registry-1.docker.io/library/busybox",
+])
+def test_registry_of_any_parsed_reference_is_a_valid_label(
+        reg: CollectorRegistry, metrics: Metrics, image: str) -> None:
+    """The registry probes.reference derives from an image is always accepted as a label."""
+    from probes.reference import parse_reference
+
+    registry = parse_reference(image).registry
+    metrics.observe_pull(registry, ok=True, seconds=1.0)
+    assert reg.get_sample_value("pulldoctor_image_pulls_total",
+                                {"registry": registry, "result": "ok"}) == 1.0
