@@ -170,13 +170,16 @@ def test_split_cmdline() -> None:
 
 # --------------------------------------------------------------------------- properties
 
-_docs = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["apiVersion", "kind", "providers", "name", "matchImages", "env",
-                         "defaultCacheDuration", "args", "value", "x"]), inner, max_size=4),
-    max_leaves=12,
-)
+_KEYS = st.sampled_from(["apiVersion", "kind", "providers", "name", "matchImages", "env",
+                         "defaultCacheDuration", "args", "value", "x"])
+
+
+def _nest(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    return st.one_of(st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=4))
+
+
+_docs = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=12), _nest,
+                     max_leaves=12)
 
 
 _provider = st.fixed_dictionaries({}, optional={
