@@ -760,8 +760,8 @@ class PodWatcher:
     Each watch asks for ``timeoutSeconds`` drawn from [watch_timeout, 2*watch_timeout) and
     gives up on a silent stream ``read_grace`` seconds after that. ``stop`` is noticed within
     a second even mid-watch (another thread shuts the stream down); a list in flight can take
-    up to the client's timeout. Counters (``lists``, ``watches``, ``errors``, ``gone``, ``bad_objects``,
-    ``callback_errors``) are written by the watcher thread only.
+    up to the client's timeout. Counters (``lists``, ``watches``, ``errors``, ``gone``,
+    ``bad_objects``, ``callback_errors``, ``events``) are written by the watcher thread only.
     """
 
     def __init__(

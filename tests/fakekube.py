@@ -22,6 +22,7 @@ import hashlib
 import json
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -234,7 +235,7 @@ class FakeKube:
         """Listen on 127.0.0.1 (the same port again after :meth:`stop`)."""
         if self._server is not None:
             return self
-        server = ThreadingHTTPServer(("127.0.0.1", self._port), _Handler)
+        server = _Server(("127.0.0.1", self._port), _Handler)
         server.daemon_threads = True
         server.fake = self  # type: ignore[attr-defined]
         self._port = server.server_address[1]
@@ -338,6 +339,11 @@ class FakeKube:
                 for (res, ns, _), obj in sorted(self._objects.items())
                 if res == resource and namespace in (None, ns)
             ]
+
+    def get(self, resource: str, namespace: str, name: str) -> JSON:
+        """A copy of one stored object (KeyError if absent)."""
+        with self._cond:
+            return copy.deepcopy(self._objects[(resource, namespace, name)])
 
     def compact(self) -> int:
         """Forget history: watches and Exact lists from older resourceVersions get 410 Gone."""
@@ -606,6 +612,15 @@ def _bookmark(resource: str, rv: int) -> bytes:
 def _hard_close(conn: socket.socket) -> None:
     with contextlib.suppress(OSError):
         conn.shutdown(socket.SHUT_RDWR)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients resetting keep-alive connections are normal here; anything else is printed."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
