@@ -114,6 +114,7 @@ class Agent:
         self._dirty = True
         self._static = self._static_targets()
         self._heartbeat = clock()
+        self._rebuilt_at = clock()
         self._dropped_registries: set[str] = set()
         self.watch_healthy: Callable[[], bool] = lambda: kube is None
         self.cycles = 0
@@ -314,9 +315,22 @@ class Agent:
         removed = {i.reference.registry for i in self._targets.values()} - \
             {i.reference.registry for i in wanted.values()}
         self._targets = wanted
+        self._rekey_failures()
         self.scheduler.sync(wanted)
         for registry in removed:
             self.metrics.forget(registry)
+
+    def _rekey_failures(self) -> None:
+        """Point each failure at the target of its pod's current credentials (Secrets change)."""
+        for (uid, _, image), record in self._failures.items():
+            pod = self._pods.get(uid)
+            if pod is None:
+                continue
+            key = self._target_key_for(pod, image)
+            if key is not None and key != record.key:
+                record.key = key
+                self.scheduler.sync(self._targets)
+                self.scheduler.force(key)
 
     def _cap_registries(self, wanted: dict[TargetKey, TargetInfo]) -> dict[TargetKey, TargetInfo]:
         registries: list[str] = []
@@ -377,6 +391,9 @@ class Agent:
             for record in self._failures.values():
                 if record.key == key:
                     self._decide(record, outcome)
+                elif record.key is not None and record.key.reference == key.reference and \
+                        outcome.ok:
+                    self._decide_from_last(record.key)  # another credential set now works
 
     def _decide_from_last(self, key: TargetKey) -> None:
         info = self._targets.get(key)
@@ -397,8 +414,8 @@ class Agent:
 
     def _decide(self, record: FailureRecord, outcome: Outcome) -> None:
         provider = self._provider_for(record)
-        creds = self._targets[record.key].creds if record.key in self._targets else \
-            self.creds.node_only()
+        # the pod's own view of its Secrets (several pods may share one credential set)
+        creds = self.creds.resolve(self._pods.get(record.failure.uid, record.pod))
         cause = correlate(record.failure, record.classification, outcome, creds,
                           provider=provider, works_with=self._works_with(record))
         previous = record.cause
@@ -456,7 +473,10 @@ class Agent:
         self._heartbeat = self.clock()
         self._drain()
         with self._lock:
+            if self.clock() - self._rebuilt_at > max(self.config.secret_cache_seconds, 1.0):
+                self._dirty = True  # Secrets and service accounts change without pod events
             if self._dirty:
+                self._rebuilt_at = self.clock()
                 self._dirty = False
                 self._rebuild_targets()
         self.metrics.set_watch_healthy(self.watch_healthy())

@@ -156,7 +156,8 @@ def correlate(failure: PullFailure, kubelet: Classification, outcome: Outcome | 
             code, verdict = Code.CREDENTIAL_PROVIDER, "refine"
             detail = (f"the kubelet gets credentials for this image from provider {provider!r}, "
                       "which pulldoctor cannot run; check the provider")
-    if works_with is not None and code in _AUTH | {Code.SECRET_NOT_FOUND, Code.SECRET_MALFORMED}:
+    if works_with is not None and works_with != creds.source and \
+            code in _AUTH | {Code.SECRET_NOT_FOUND, Code.SECRET_MALFORMED}:
         verdict = "node-specific"
         evidence["works_with"] = works_with
         detail += f"; the same image pulls on this node with {works_with}"

@@ -1,0 +1,243 @@
+"""End to end: the agent for node A, the fake API with pods on two nodes, the real registry fleet.
+
+Pods fail to pull with the words containerd really uses (infra-recipes.md, ctr
+captures), Secrets come in every shape (good, wrong password, wrong registry
+key, malformed, missing, via the service account), and the registries are the
+real loopback fleet. The agent must name the right root cause for each of node
+A's pods, never touch node B's pods, and move a pod whose Secret is fixed
+mid-test to ``stale``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agent.agent import Agent
+from agent.config import AgentConfig, EventsConfig
+from agent.kube import KubeClient, PodWatcher
+from agent.metrics import Metrics
+from tests.agent.recorder import RecordingLog
+from tests.fakekube import FakeKube, make_event, make_pod, wait_for
+from tests.fleet import ALICE, BOB, Fleet
+
+RPC = "rpc error: code = Unknown desc = failed to pull and unpack image \"{img}\": " \
+      "failed to resolve reference \"{img}\": "
+WORDS = {
+    "oauth401": "failed to authorize: failed to fetch oauth token: unexpected status: 401 "
+                "Unauthorized",
+    "denied": "pull access denied, repository does not exist or may require authorization: "
+              "server message: insufficient_scope: authorization failed",
+    "notfound": "{img}: not found",
+    "expired": "failed to do request: Head \"https://{host}/v2/test/hello/manifests/v1\": "
+               "tls: failed to verify certificate: x509: certificate has expired or is not yet "
+               "valid: current time 2026-11-26T19:00:00Z is after 2026-11-25T19:00:00Z",
+    "basic401": "pulling from host {host} failed with status code [manifests v1]: 401 "
+                "Unauthorized",
+}
+
+
+def dockerconfig(entries: dict[str, tuple[str, str]]) -> bytes:
+    auths = {k: {"auth": base64.b64encode(f"{u}:{p}".encode()).decode()}
+             for k, (u, p) in entries.items()}
+    return json.dumps({"auths": auths}).encode()
+
+
+@dataclass
+class World:
+    fake: FakeKube
+    agent: Agent
+    log: RecordingLog
+    registry: CollectorRegistry
+    fleet: Fleet
+    images: dict[str, str]
+
+    def diagnosis(self, pod: str) -> dict[str, Any] | None:
+        found = [d for d in self.log.events("pull_diagnosed") if d["pod"] == pod]
+        return found[-1] if found else None
+
+
+def _failing(name: str, image: str, words: str, host: str, **kw: Any) -> dict[str, Any]:
+    message = RPC.format(img=image) + words.format(img=image, host=host)
+    return make_pod(name, "shop", "node-a", [image],
+                    waiting={"app": ("ErrImagePull", message)}, **kw)
+
+
+@pytest.fixture
+def world(fleet: Fleet, tmp_path: Path) -> Iterator[World]:
+    token, expired = fleet.registries["token"].host, fleet.registries["expired"].host
+    basic = fleet.registries["basic"].host
+    images = {"hello": f"{token}/test/hello:v1", "missing": f"{token}/test/hello:nope",
+              "expired": f"{expired}/test/hello:v1", "basic": f"{basic}/test/hello:v1",
+              "public": f"{token}/public/hello:v1", "multi": f"{token}/test/multi:v1"}
+    with FakeKube(bookmark_interval=0.5) as fake:
+        fake.add_secret("shop", "good", {".dockerconfigjson": dockerconfig({token: ALICE})})
+        fake.add_secret("shop", "wrongpw", {".dockerconfigjson": dockerconfig(
+            {token: (ALICE[0], "not-it")})})
+        fake.add_secret("shop", "otherkey", {".dockerconfigjson": dockerconfig(
+            {"elsewhere.example.com": ALICE})})
+        fake.add_secret("shop", "broken", {".dockerconfigjson": b'{"auths": {"x": {"auth": '
+                                           b'"%%%not-base64"}}}'})
+        fake.add_secret("shop", "opaque", {"username": b"alice"}, type="Opaque")
+        fake.add_secret("shop", "bob", {".dockerconfigjson": dockerconfig({token: BOB})})
+        fake.add_service_account("shop", "builder", ["bob"])
+        fake.add_service_account("shop", "default")
+        pods = [
+            make_pod("healthy", "shop", "node-a", [images["multi"]], image_pull_secrets=["good"]),
+            _failing("otherpod", images["multi"], WORDS["oauth401"], token,
+                     image_pull_secrets=["wrongpw"]),
+            _failing("wrongpw", images["hello"], WORDS["oauth401"], token,
+                     image_pull_secrets=["wrongpw"]),
+            _failing("nosecret", images["hello"], WORDS["denied"], token,
+                     image_pull_secrets=["missing"]),
+            _failing("otherkey", images["hello"], WORDS["denied"], token,
+                     image_pull_secrets=["otherkey"]),
+            _failing("broken", images["hello"], WORDS["denied"], token,
+                     image_pull_secrets=["broken"]),
+            _failing("opaque", images["hello"], WORDS["denied"], token,
+                     image_pull_secrets=["opaque"]),
+            _failing("missingtag", images["missing"], WORDS["notfound"], token,
+                     image_pull_secrets=["good"]),
+            _failing("expired", images["expired"], WORDS["expired"], expired),
+            _failing("viasa", images["hello"], WORDS["denied"], token, service_account="builder"),
+            _failing("basic", images["basic"], WORDS["basic401"], basic),
+            make_pod("backoff", "shop", "node-a", [images["hello"]],
+                     image_pull_secrets=["wrongpw"],
+                     waiting={"app": ("ImagePullBackOff",
+                                      f'Back-off pulling image "{images["hello"]}"')}),
+            _failing("node-b-pod", images["expired"], WORDS["expired"], expired)
+            | {"spec": {**make_pod("x", node="node-b")["spec"], "containers": [
+                {"name": "app", "image": images["expired"]}]}},
+        ]
+        for pod in pods:
+            fake.add_pod(pod)
+        backoff = fake.get("pods", "shop", "backoff")
+        fake.add_event(make_event(backoff, reason="Failed", message=f'Failed to pull image '
+                                  f'"{images["hello"]}": ' + RPC.format(img=images["hello"])
+                                  + WORDS["oauth401"], count=3))
+        config = AgentConfig(
+            interval_seconds=60, probe_timeout_seconds=5, concurrency=4,
+            listen_address="127.0.0.1:0", events=EventsConfig(True, 0.0),
+            resolv_conf=fleet.resolv_conf, hosts_file=fleet.hosts_file,
+            certs_dirs=(fleet.certs_dir,), ca_bundles=(), node_docker_configs=(),
+            credential_provider_config=None, proxy_dropin_dirs=(), secret_cache_seconds=0.5,
+            failure_probe_min_interval_seconds=0.0, crio_registries_conf=tmp_path / "none",
+            crio_registries_dir=tmp_path / "none.d")
+        log, registry = RecordingLog(), CollectorRegistry()
+        kube = KubeClient(fake.url)
+        agent = Agent(config, node="node-a", kube=kube, metrics=Metrics(registry, version="t"),
+                      log=log)
+        watcher = PodWatcher(kube, "node-a", agent.on_pod, stop=agent.stop, backoff_base=0.05,
+                             backoff_max=0.5, watch_timeout=5)
+        agent.watch_healthy = lambda: watcher.healthy
+        threads = [threading.Thread(target=watcher.run, daemon=True),
+                   threading.Thread(target=agent.run, daemon=True)]
+        for thread in threads:
+            thread.start()
+        try:
+            yield World(fake, agent, log, registry, fleet, images)
+        finally:
+            agent.close()
+            for thread in threads:
+                thread.join(timeout=3)
+            kube.close()
+
+
+EXPECTED = {
+    # pod: (code, verdict)
+    "wrongpw": ("auth_invalid", "agree"),
+    "nosecret": ("secret_not_found", "refine"),
+    "otherkey": ("auth_missing", "refine"),
+    "broken": ("secret_malformed", "refine"),
+    "opaque": ("secret_malformed", "refine"),
+    "missingtag": ("image_not_found", "agree"),
+    "expired": ("tls_expired", "agree"),
+    "viasa": ("access_denied", "refine"),
+    "basic": ("auth_missing", "refine"),
+    "backoff": ("auth_invalid", "agree"),
+    # the same image pulls on this node with another pod's Secret
+    "otherpod": ("auth_invalid", "node-specific"),
+}
+
+
+def test_root_cause_for_each_pod_of_node_a(world: World) -> None:
+    """Every failing pod on node A gets the right code and verdict, node B's pod none."""
+    def got() -> dict[str, tuple[str, str] | None]:
+        found = {p: world.diagnosis(p) for p in EXPECTED}
+        return {p: (d["code"], d["verdict"]) if d else None for p, d in found.items()}
+    assert wait_for(lambda: got() == EXPECTED, timeout=20), got()
+    assert world.diagnosis("node-b-pod") is None and world.diagnosis("healthy") is None
+    assert not any(r.get("pod") == "node-b-pod" for r in world.log.records)
+
+
+def test_report_line_names_everything_but_secrets(world: World) -> None:
+    """A report line carries pod, container, image, registry, code, layer, evidence, fix."""
+    assert wait_for(lambda: world.diagnosis("wrongpw") is not None, timeout=20)
+    line = world.diagnosis("wrongpw")
+    assert line is not None
+    assert {"message", "namespace", "pod", "container", "image", "registry", "code", "layer",
+            "evidence", "remediation", "verdict"} <= line.keys()
+    assert line["layer"] == "token" and "shop/wrongpw" in line["evidence"]["credentials"]
+    for needle in ("not-it", base64.b64encode(b"alice:not-it").decode(),
+                   base64.b64encode(f"alice:{ALICE[1]}".encode()).decode(), f"alice:{ALICE[1]}"):
+        leaked = [r for r in world.log.records if needle in json.dumps(r)]
+        assert not leaked, (needle, leaked)
+
+
+def test_warning_event_posted_on_the_pod(world: World) -> None:
+    """A PullDiagnosis Warning Event lands on the failing pod."""
+    def posted() -> list[dict[str, Any]]:
+        return [e for e in world.fake.objects("events", "shop")
+                if e.get("reason") == "PullDiagnosis"]
+    assert wait_for(lambda: any(e["involvedObject"]["name"] == "expired" for e in posted()),
+                    timeout=20)
+    event = next(e for e in posted() if e["involvedObject"]["name"] == "expired")
+    assert event["type"] == "Warning" and "tls_expired" in event["message"]
+    assert all(e["involvedObject"]["name"] != "node-b-pod" for e in posted())
+
+
+def test_fixed_secret_moves_to_stale(world: World) -> None:
+    """When the Secret is corrected mid-test, the next probe passes and the verdict is stale."""
+    assert wait_for(lambda: world.diagnosis("wrongpw") is not None, timeout=20)
+    secret = world.fake.get("secrets", "shop", "wrongpw")
+    secret["data"][".dockerconfigjson"] = base64.b64encode(
+        dockerconfig({world.fleet.registries["token"].host: ALICE})).decode()
+    world.fake._update("secrets", secret)
+    assert wait_for(lambda: world.diagnosis("wrongpw")["verdict"] == "stale",  # type: ignore[index]
+                    timeout=20), world.diagnosis("wrongpw")
+
+
+def test_metrics_for_registries_and_pull_failures(world: World) -> None:
+    """Probe metrics per registry and pull failures by root cause are exported."""
+    expired = world.fleet.registries["expired"].host
+    assert wait_for(lambda: world.registry.get_sample_value(
+        "pulldoctor_probe_diagnosis", {"registry": expired, "code": "tls_expired"}) == 1,
+        timeout=20)
+    token = world.fleet.registries["token"].host
+    assert wait_for(lambda: (world.registry.get_sample_value(
+        "pulldoctor_image_pulls_total", {"registry": token, "result": "failed"}) or 0) >= 3,
+        timeout=20)
+
+
+def test_readiness_follows_first_cycle_and_watch(world: World) -> None:
+    """/readyz turns ready once the watch is up and every target was probed once."""
+    assert wait_for(lambda: world.agent.ready()[0], timeout=20), world.agent.ready()
+
+
+def test_api_requests_are_node_scoped(world: World) -> None:
+    """The agent watches only its node's pods and never lists or watches Secrets or Events."""
+    assert wait_for(lambda: world.diagnosis("expired") is not None, timeout=20)
+    for request in world.fake.requests:
+        if request.kind in ("list", "watch") and request.resource == "pods":
+            assert "spec.nodeName=node-a" in request.query.get("fieldSelector", "")
+        assert not (request.resource == "secrets" and request.kind in ("list", "watch"))
+        if request.resource == "events" and request.kind == "list":
+            assert request.query.get("fieldSelector", "").startswith("involvedObject.uid=")
