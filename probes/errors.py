@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import dns.exception
 import dns.resolver
+import h11
 import httpx
 
 from probes.codes import Code
@@ -79,6 +80,13 @@ def _oserror_code(exc: BaseException) -> Code | None:
     return None
 
 
+def _h11_code(exc: BaseException) -> Code:
+    """h11 raises one type for a peer that hung up and for one that broke HTTP."""
+    if "closed connection" in str(exc):  # "peer (unexpectedly) closed connection ..."
+        return Code.EOF_OR_RESET
+    return Code.REGISTRY_NOT_V2  # oversized head (431 hint), malformed status or header line
+
+
 def _proxy_error_code(exc: BaseException) -> Code:
     text = str(exc)
     return Code.PROXY_AUTH_REQUIRED if text.startswith(("407", "401")) else Code.PROXY_REFUSED
@@ -108,6 +116,7 @@ EXCEPTION_TABLE: tuple[tuple[type[BaseException], object], ...] = (
     (httpx.ProxyError, _proxy_error_code),
     (httpx.ConnectTimeout, Code.TCP_TIMEOUT),
     (httpx.TimeoutException, Code.TIMEOUT),
+    (h11.RemoteProtocolError, _h11_code),
     (httpx.RemoteProtocolError, Code.EOF_OR_RESET),
     (httpx.LocalProtocolError, Code.UNKNOWN),
     (httpx.DecodingError, Code.REGISTRY_NOT_V2),

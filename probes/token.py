@@ -140,15 +140,20 @@ def _bearer(state: ProbeState, bearer: Challenge, creds: list[Credential],
         try:
             ex = _token_request(state, bearer, cred)
         except Exception as exc:  # noqa: BLE001 - any network failure of the realm
-            cause = diagnose_exception(exc, "token")
+            cause, why = diagnose_exception(exc, "token"), describe_exception(exc)
+            if state.sockets.expired:  # the watchdog cut a slow realm; it did not reset
+                cause, why = Code.TIMEOUT, f"no complete answer by the deadline ({why})"
             return failed(Code.TOKEN_ENDPOINT_UNREACHABLE,
-                          f"token endpoint {urlsplit(realm).netloc}: {describe_exception(exc)}",
+                          f"token endpoint {urlsplit(realm).netloc}: {why}",
                           cause=cause.value, **evidence)
         last = ex
         evidence.update(base_evidence(ex))
         common = status_code(ex.status)
         if common is not None:
             return failed(common, f"token endpoint answered {ex.status}", **evidence)
+        if 300 <= ex.status < 400:  # a loop or a redirect without Location: no credential fault
+            return failed(Code.REGISTRY_NOT_V2, f"token endpoint still answers {ex.status} after "
+                          f"{MAX_REDIRECTS} redirects or gives no Location", **evidence)
         if ex.status == 200:
             return _accept_token(state, ex, cred, evidence, _token_key(state, bearer, cred))
     assert last is not None
