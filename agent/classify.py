@@ -35,7 +35,7 @@ from typing import Any, TextIO
 from probes.codes import Code
 from probes.reference import DOCKER_HUB
 
-__all__ = ["Classification", "classify", "main", "MAX_MESSAGE_CHARS", "RULES"]
+__all__ = ["MAX_MESSAGE_CHARS", "RULES", "Classification", "classify", "main"]
 
 #: Only this much of a message is examined; the rest is ignored (bounded work).
 MAX_MESSAGE_CHARS = 64 * 1024
@@ -117,7 +117,7 @@ RULES: tuple[_Rule, ...] = (
     # Before every network/status row: a reference that does not parse never reached a
     # registry, even when it looks like a URL ("https://harbor/x:1").
     _rule(Code.INVALID_IMAGE_NAME, "image reference does not parse",
-          "parse invalid invalidimagename default",
+          "couldn format invalidimagename apply",
           ("couldn't parse image", "invalid reference format", "invalidimagename",
            "failed to apply default image tag")),
     # The bytes arrived; storing or unpacking them failed. Before "not found" because
@@ -180,10 +180,11 @@ RULES: tuple[_Rule, ...] = (
                   r"(?:dial tcp|read tcp|net/http|eof|context deadline|[^\n]{0,256}?(?:i/o timeout"
                   r"|connection refused|no such host|connection reset|network is unreachable))"
                   r"|(?:get|post) \"?https?://[^\s\"]{1,2048}(?:/token|scope=repository)"
-                  r"[^\s\"]{0,1024}\"?: (?:dial tcp|read tcp|net/http: tls handshake timeout|eof\b)"),
+                  r"[^\s\"]{0,1024}\"?: (?:dial tcp|read tcp|net/http: tls handshake timeout"
+                  r"|eof\b)"),
     # DNS before TCP: "dial tcp: lookup h on ns: dial udp ns:53: network is unreachable"
     # is a DNS failure, not a route problem to the registry.
-    _rule(Code.DNS_NXDOMAIN, "registry name does not exist in DNS", "host",
+    _rule(Code.DNS_NXDOMAIN, "registry name does not exist in DNS", "such",
           ("no such host",), r"lookup \S{1,256}(?: on \S{1,64})?: no such host"),
     _rule(Code.DNS_TIMEOUT, "DNS server did not answer", "lookup",
           pattern=r"lookup \S{1,256} on \S{1,64}: (?:read udp \S{1,128}: )?i/o timeout"
@@ -238,7 +239,7 @@ RULES: tuple[_Rule, ...] = (
     _rule(Code.AUTH_FAILED, "registry answered 401", statuses=_statuses(401)),
     _rule(Code.AUTH_FAILED, "registry requires authentication", "unauthorized authentication",
           ("unauthorized", "authentication required")),
-    _rule(Code.IMAGE_NOT_FOUND, "repository or tag not found", "found unknown notfound",
+    _rule(Code.IMAGE_NOT_FOUND, "repository or tag not found", "found notfound manifest",
           pattern=r"manifest unknown|name unknown|: not found\b|manifest for \S{1,512} not found"
                   r"|tag \S{1,256} not found in repository|repository \S{1,512} not found"
                   r"|code = notfound"),
@@ -262,13 +263,14 @@ RULES: tuple[_Rule, ...] = (
           "back imagepullbackoff", ("back-off pulling image", "imagepullbackoff")),
 )
 
-# Which rules each word can trigger; rules without words are status rules.
-_TOKEN_INDEX: dict[bytes, tuple[int, ...]] = {}
+# Which rules each word can trigger, as a bit mask (bit i = RULES[i]); rules without
+# words are status rules, candidates whenever the message carries an HTTP status.
+_TOKEN_MASKS: dict[bytes, int] = {}
 for _index, _row in enumerate(RULES):
     for _token in _row.tokens:
-        _TOKEN_INDEX[_token] = (*_TOKEN_INDEX.get(_token, ()), _index)
-_INDEXED_TOKENS = frozenset(_TOKEN_INDEX)
-_STATUS_RULES = tuple(i for i, row in enumerate(RULES) if not row.tokens)
+        _TOKEN_MASKS[_token] = _TOKEN_MASKS.get(_token, 0) | 1 << _index
+_INDEXED_TOKENS = frozenset(_TOKEN_MASKS)
+_STATUS_RULES_MASK = sum(1 << i for i, row in enumerate(RULES) if not row.tokens)
 
 _UNKNOWN, _INVALID_NAME = Code.UNKNOWN, Code.INVALID_IMAGE_NAME
 _PROXY_CODES = frozenset((Code.PROXY_REFUSED, Code.PROXY_AUTH_REQUIRED))
@@ -336,9 +338,11 @@ _EXPLICIT_REGISTRY = re.compile(
     r"(?:pinging (?:container|docker) registry|pulling from host|error pinging docker registry"
     r"|reading manifest \S{1,256} in) ([\w.-]{1,253}(?::\d{1,5})?)")
 _LOOKUP_HOST = re.compile(r"lookup ([\w.-]{1,253})(?: on |: )")
-_DIAL_HOST = re.compile(r"(?:dial tcp|connecting to) (\[[0-9a-fA-F:.]{2,64}\]|[\w.-]{1,253}):\d{1,5}")
+_DIAL_HOST = re.compile(
+    r"(?:dial tcp|connecting to) (\[[0-9a-fA-F:.]{2,64}\]|[\w.-]{1,253}):\d{1,5}")
 _READ_HOST = re.compile(r"read tcp \S{1,128}->(\[[0-9a-fA-F:.]{2,64}\]|[\w.-]{1,253}):\d{1,5}")
-_TLS_HOST = re.compile(r"cannot validate certificate for (\S{1,253}) because|wanted to match (\S{1,253})"
+_TLS_HOST = re.compile(r"cannot validate certificate for (\S{1,253}) because"
+                       r"|wanted to match (\S{1,253})"
                        r"|certificate is valid for .{1,512}?, not ([\w.-]{1,253})")
 _HOST_PATTERNS = (("lookup ", _LOOKUP_HOST), ("dial tcp ", _DIAL_HOST),
                   ("connecting to ", _DIAL_HOST), ("read tcp ", _READ_HOST),
@@ -401,8 +405,8 @@ _RUNTIME_MARKERS: tuple[tuple[str, str, str], ...] = (
     ("containerd", "platform", "no match for current platform"),
     ("containerd", "trying", "trying next host"),
     ("containerd", "authorize", "failed to authorize"),
-    ("containerd", "require", "pull access denied, repository does not exist or may require"
-                              " authorization"),
+    ("containerd", "require", ("pull access denied, repository does not exist or may require"
+                              " authorization")),
 )
 _RUNTIME_WORDS = frozenset(word.encode() for _, word, _ in _RUNTIME_MARKERS)
 _RUNTIME_LOOKUP = tuple((name, word.encode(), phrase) for name, word, phrase in _RUNTIME_MARKERS)
@@ -426,15 +430,20 @@ _SECRETS: tuple[tuple[str, frozenset[bytes] | None, re.Pattern[str], str], ...] 
                              r"(?:\.[A-Za-z0-9_-]{0,4096})?"), "***"),
     # JSON pairs ("auth": "...") and key=value pairs; "key: value" prose is left alone
     # because Go error chains use ": " everywhere ("failed to fetch oauth token: ...").
-    ("\":", _SECRET_WORDS, re.compile(rf"(\"(?:{_SECRET_KEYS})\"\s*:\s*\")[^\"]{{0,4096}}",
+    ("\": \"", _SECRET_WORDS, re.compile(rf"(\"(?:{_SECRET_KEYS})\"\s*:\s*\")[^\"]{{0,4096}}",
                                       re.IGNORECASE), r"\1***"),
+    ("\":\"", _SECRET_WORDS, re.compile(rf"(\"(?:{_SECRET_KEYS})\"\s*:\s*\")[^\"]{{0,4096}}",
+                                        re.IGNORECASE), r"\1***"),
     ("=", _SECRET_WORDS, re.compile(rf"\b((?:{_SECRET_KEYS})=)[^\s\"',&]{{1,4096}}", re.IGNORECASE),
      r"\1***"),
-    ("ass", _PASSWORD_WORDS, re.compile(r"\b((?:[Pp]assword|[Pp]asswd|PASSWORD):)[^\s\"',]{1,4096}"),
+    ("ass", _PASSWORD_WORDS,
+     re.compile(r"\b((?:[Pp]assword|[Pp]asswd|PASSWORD):)[^\s\"',]{1,4096}"),
      r"\1***"),
     # Query strings: signed blob URLs carry signatures and expiring credentials.
     ("?", None, re.compile(r"(https?://[^\s\"?<>]{1,2048})\?[^\s\"<>]{0,8192}"), r"\1?..."),
 )
+_INTERESTING_WORDS = (_INDEXED_TOKENS | _STATUS_TOKENS | _RUNTIME_WORDS | _SECRET_WORDS
+                      | _BEARER_WORDS | _PASSWORD_WORDS)
 _KUBELET_WRAPPERS = re.compile(
     r"^(?:Failed to pull image \"[^\"]{0,512}\": |rpc error: code = \w{1,32} desc = "
     r"|Error response from daemon: |pulling image(?: failed)?: )+")
@@ -463,7 +472,9 @@ def _normalise(text: str) -> str:
 
 
 def _words(lower: str) -> frozenset[bytes]:
-    return frozenset(lower.encode("ascii", "replace").translate(_WORD_TABLE).split())
+    """The words of ``lower`` that any lookup cares about (rules, statuses, runtimes, secrets)."""
+    return _INTERESTING_WORDS.intersection(
+        lower.encode("ascii", "replace").translate(_WORD_TABLE).split())
 
 
 def _http_status(lower: str, words: frozenset[bytes]) -> int | None:
@@ -483,13 +494,13 @@ def _bare_reason_status(lower: str) -> int | None:
 
 
 def _match_rule(lower: str, words: frozenset[bytes], status: int | None) -> _Rule | None:
-    candidates: set[int] = set()
-    for word in words & _INDEXED_TOKENS:
-        candidates.update(_TOKEN_INDEX[word])
-    if status is not None:
-        candidates.update(_STATUS_RULES)
-    for index in sorted(candidates):
-        rule = RULES[index]
+    mask = _STATUS_RULES_MASK if status is not None else 0
+    for word in words:
+        mask |= _TOKEN_MASKS.get(word, 0)
+    while mask:
+        lowest = mask & -mask
+        mask ^= lowest
+        rule = RULES[lowest.bit_length() - 1]
         if rule.statuses is not None and status not in rule.statuses:
             continue
         if rule.phrases and not any(phrase in lower for phrase in rule.phrases):
@@ -552,7 +563,8 @@ def _named_registry(image: str) -> bool:
     return bool(slash) and ("." in first or ":" in first or first == "localhost")
 
 
-_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]"
+_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]"
                      r"{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,64}\])(?::\d{1,5})?")
 # Repository path characters (lower-case only; the full grammar lives in probes.reference).
 _PATH = re.compile(r"[a-z0-9][a-z0-9._/-]{0,254}")
@@ -614,6 +626,9 @@ def _host(text: str, url: str | None) -> str | None:
 
 def _scrub(text: str, words: frozenset[bytes] | None = None) -> str:
     """Remove credentials, tokens and URL query strings from ``text``."""
+    if not ("@" in text or "=" in text or "?" in text or "\":" in text or "eyJ" in text
+            or "earer " in text or "asic " in text or "ass" in text):
+        return text
     for gate, needed, pattern, replacement in _SECRETS:
         if gate not in text:
             continue
