@@ -207,7 +207,19 @@ def cmd_probe(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _skip_httpx_cli() -> None:
+    """Keep httpx from importing its own command-line client (click, rich, pygments).
+
+    ``import httpx`` tries ``httpx._main`` and loads those when they happen to be
+    installed, which costs about a third of httpx's import time; pulldoctor never
+    runs httpx's CLI. A ``None`` entry makes that import fail, which httpx handles.
+    An already imported ``httpx._main`` is left alone.
+    """
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
+
+
 def main(argv: list[str] | None = None) -> int:
+    _skip_httpx_cli()
     args = build_parser().parse_args(argv)
     try:
         if args.command == "probe":
