@@ -372,7 +372,8 @@ class Agent:
         previous = info.outcome
         info.outcome = outcome
         if final is not None:
-            self.metrics.observe_probe(final)
+            self.metrics.observe_probe(final, state=False)
+        self._set_registry_state(outcome.registry)
         was = previous.code if previous else None
         if outcome.code is not was:
             fields = {"registry": outcome.registry, "image": outcome.reference,
@@ -394,6 +395,20 @@ class Agent:
                 elif record.key is not None and record.key.reference == key.reference and \
                         outcome.ok:
                     self._decide_from_last(record.key)  # another credential set now works
+
+    def _set_registry_state(self, registry: str) -> None:
+        """One diagnosis per registry: the most fundamental failure among its images."""
+        with self._lock:
+            outcomes = [i.outcome for i in self._targets.values()
+                        if i.outcome is not None and i.reference.registry == registry]
+        failing = [o for o in outcomes if not o.ok]
+        if not outcomes:
+            return
+        if not failing:
+            self.metrics.set_state(registry, ok=True, code=Code.OK)
+            return
+        worst = min(failing, key=lambda o: (_layer_rank(o), o.code.value))
+        self.metrics.set_state(registry, ok=False, code=worst.code)
 
     def _decide_from_last(self, key: TargetKey) -> None:
         info = self._targets.get(key)
@@ -548,6 +563,15 @@ class Agent:
                             "detail": final.diagnosis.detail if final and final.diagnosis else "",
                             "failed_endpoints": outcome.fallbacks()})
             return out
+
+
+def _layer_rank(outcome: Outcome) -> int:
+    """How early the decisive probe failed: earlier layers are more fundamental."""
+    from probes.result import LAYERS
+
+    final = outcome.final
+    layer = final.diagnosis.layer if final is not None and final.diagnosis else None
+    return LAYERS.index(layer) if layer in LAYERS else len(LAYERS)
 
 
 def _was_running(pod: Pod, name: str) -> bool:

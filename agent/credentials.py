@@ -28,6 +28,9 @@ __all__ = ["SecretSource", "SecretProblem", "PodCredentials", "CredentialResolve
 #: Secret type -> the data key holding the docker config.
 SECRET_KEYS = {"kubernetes.io/dockerconfigjson": ".dockerconfigjson",
                "kubernetes.io/dockercfg": ".dockercfg"}
+#: Secret type -> how its docker config is shaped.
+SECRET_FORMATS = {"kubernetes.io/dockerconfigjson": "dockerconfigjson",
+                  "kubernetes.io/dockercfg": "dockercfg"}
 
 
 class SecretSource(Protocol):
@@ -106,7 +109,8 @@ class CredentialResolver:
                 material.append(raw)
             if problem is not None:
                 problems.append(problem)
-        keyring = Keyring.union(*rings, self._node)
+        # the kubelet folds every pull Secret of a pod into one keyring, then chains the node's
+        keyring = Keyring.union(Keyring.merge(*rings), self._node) if rings else self._node
         fingerprint = _fingerprint(material) if material else "node"
         return PodCredentials(keyring, tuple(f"{pod.namespace}/{n}" for n in names), from_sa,
                               tuple(problems), fingerprint)
@@ -157,7 +161,8 @@ class CredentialResolver:
             return None, SecretProblem(Code.SECRET_MALFORMED, namespace, name,
                                        f"type {secret.type} but no {key} key"), b""
         try:
-            ring = parse_docker_config(raw, source=f"secret {namespace}/{name}")
+            ring = parse_docker_config(raw, source=f"secret {namespace}/{name}",
+                                       format=SECRET_FORMATS[secret.type])
         except DockerConfigError as exc:
             return None, SecretProblem(Code.SECRET_MALFORMED, namespace, name,
                                        _without_source(str(exc), namespace, name)), b""

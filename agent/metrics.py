@@ -149,8 +149,13 @@ class Metrics:
         self._m.watch_healthy.set(0)
         self._m.targets.set(0)
 
-    def observe_probe(self, report: ProbeReport) -> None:
-        """Record one probe: success, per-layer timing, diagnosis, TLS expiry, rate limit."""
+    def observe_probe(self, report: ProbeReport, *, state: bool = True) -> None:
+        """Record one probe: success, per-layer timing, diagnosis, TLS expiry, rate limit.
+
+        With ``state=False`` only counters and timings are recorded; the caller then sets
+        the registry's success and diagnosis from all its images with :meth:`set_state`.
+        Layers a probe reused from an earlier one (evidence ``shared``) are not timed again.
+        """
         registry = _check_registry(report.registry)
         code = _check_code(report.code)
         layers = [lr for lr in report.layers if lr.status in _RAN]
@@ -160,13 +165,24 @@ class Metrics:
         with self._lock:
             self._see(registry)
             m = self._m
-            m.success.labels(registry).set(1 if report.ok else 0)
+            if state:
+                m.success.labels(registry).set(1 if report.ok else 0)
+                self._set_diagnosis(registry, code)
             m.runs.labels(registry, "ok" if report.ok else "failed").inc()
             for lr in layers:
-                m.layer_seconds.labels(registry, lr.name).observe(max(lr.seconds, 0.0))
-            self._set_diagnosis(registry, code)
+                if not lr.evidence.get("shared"):
+                    m.layer_seconds.labels(registry, lr.name).observe(max(lr.seconds, 0.0))
             self._set_cert_expiry(registry, report.layer("tls"))
             self._set_rate_limit(registry, layers)
+
+    def set_state(self, registry: str, *, ok: bool, code: Code) -> None:
+        """Set a registry's current success and diagnosis (one code per registry)."""
+        registry = _check_registry(registry)
+        code = _check_code(code)
+        with self._lock:
+            self._see(registry)
+            self._m.success.labels(registry).set(1 if ok else 0)
+            self._set_diagnosis(registry, code)
 
     def observe_pull(self, registry: str, *, ok: bool, seconds: float | None) -> None:
         """Record a kubelet pull outcome (Pulled/Failed event) for an image of ``registry``."""

@@ -91,7 +91,7 @@ class NodeView:
         return proxy_from_env(self.environ, source="the agent's environment")
 
     def _node_keyring(self) -> Keyring:
-        rings = []
+        """The kubelet's node credentials: the first readable, valid config in search order."""
         for path in self.config.node_docker_configs:
             try:
                 data = path.read_bytes()
@@ -101,10 +101,10 @@ class NodeView:
                 self.problems.append(f"node docker config {path}: {exc.strerror or exc}")
                 continue
             try:
-                rings.append(parse_docker_config(data, source=f"node {path}"))
+                return parse_docker_config(data, source=f"node {path}")
             except DockerConfigError as exc:
-                self.problems.append(str(exc))
-        return Keyring.union(*rings) if rings else Keyring()
+                self.problems.append(f"{exc} (the kubelet skips it)")
+        return Keyring()
 
     def _runtime(self) -> str:
         containerd = any(d.exists() for d in self.config.certs_dirs)

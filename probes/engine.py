@@ -57,6 +57,17 @@ def run_probe(reference: Reference, target: Target, options: ProbeOptions, *,
               resolver: NodeResolver | None = None, cache: ProbeCache | None = None,
               on_layer: OnLayer = None) -> ProbeReport:
     """Probe ``reference`` through ``target``; always returns a report."""
+    report = _run_once(reference, target, options, resolver, cache, on_layer)
+    if target.http_fallback and report.code is Code.TLS_PLAIN_HTTP:
+        # containerd's localhost default: HTTPS first, plain HTTP when the port speaks HTTP
+        return _run_once(reference, replace(target, scheme="http", http_fallback=False),
+                         options, resolver, cache, on_layer)
+    return report
+
+
+def _run_once(reference: Reference, target: Target, options: ProbeOptions,
+              resolver: NodeResolver | None, cache: ProbeCache | None,
+              on_layer: OnLayer) -> ProbeReport:
     if cache is not None and resolver is None:
         resolver = cache.resolver(options.dns)
     state = ProbeState(reference, target, options, resolver, cache)

@@ -92,6 +92,7 @@ class Target:
     skip_verify: bool = False
     is_mirror: bool = False
     source: str | None = None  # the hosts.toml or certs dir that configured it
+    http_fallback: bool = False  # containerd retries plain HTTP when TLS meets an HTTP server
 
     @property
     def netloc(self) -> str:

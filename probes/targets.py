@@ -34,7 +34,8 @@ def target_from_endpoint(endpoint: Endpoint, config: HostsConfig, plain_http: bo
         port = 80
     client = endpoint.client_certs[0] if endpoint.client_certs else None
     return Target(
-        scheme=scheme, host=host, port=port, path=endpoint.path or "/v2",
+        scheme=scheme, host=host, port=port, path=endpoint.path,
+        http_fallback=endpoint.http_fallback and not plain_http,
         ca_files=tuple(endpoint.ca_files), client_cert=client, skip_verify=endpoint.skip_verify,
         is_mirror=endpoint.is_mirror, source=str(config.source) if config.source else None,
     )

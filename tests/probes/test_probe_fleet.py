@@ -42,7 +42,11 @@ CASES: list[tuple[str, str, dict[str, Any], Code, str | None]] = [
     ("expired-cert", "{expired}/test/hello:v1", {}, Code.TLS_EXPIRED, "tls"),
     ("not-yet-valid-cert", "{notyet}/test/hello:v1", {}, Code.TLS_NOT_YET_VALID, "tls"),
     ("hostname-mismatch", "{mismatch}/test/hello:v1", {}, Code.TLS_HOSTNAME_MISMATCH, "tls"),
-    ("tls-to-plain-port", "{plain}/test/hello:v1", {}, Code.TLS_PLAIN_HTTP, "tls"),
+    # a non-loopback name gets HTTPS and no plain-HTTP fallback (containerd's default)
+    ("tls-to-plain-port", "registry.test:{plain_port}/test/hello:v1", {}, Code.TLS_PLAIN_HTTP,
+     "tls"),
+    # loopback registries without hosts.toml: HTTPS first, then plain HTTP, as containerd does
+    ("loopback-http-fallback", "{plain}/test/hello:v1", {}, Code.OK, None),
     ("plain-to-tls-port", "{tls}/test/hello:v1", {"plain_http": True}, Code.REGISTRY_NOT_V2,
      "challenge"),
     ("basic-good", "{basic}/test/hello:v1", {"creds": {"{basic}": ALICE}}, Code.OK, None),
