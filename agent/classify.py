@@ -18,8 +18,8 @@ What it refuses to do:
   values, bearer/basic tokens, JWTs, ``password=``-style pairs and URL query strings
   (signed blob URLs carry signatures) are removed from ``detail`` and ``url``.
 * It never raises on input and never does unbounded work: only the first 64 KiB of a
-  message are read, every pattern is precompiled, gaps in patterns are bounded, and a
-  cheap substring prefilter keeps most patterns from running at all.
+  message are read, every pattern is precompiled, gaps in patterns are bounded, and an
+  index from words to rules keeps most patterns from running at all.
 * It does not import the Kubernetes client: this is pure text work.
 """
 
@@ -416,32 +416,20 @@ _USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]{1,16}://)[^/@\s\"]{1,256}@")
 _SECRET_KEYS = (r"password|passwd|secret|access_token|refresh_token|identitytoken|registrytoken"
                 r"|authorization|proxy-authorization|auth|token|x-amz-signature|x-amz-credential"
                 r"|signature|sig")
-_SECRET_WORDS = frozenset(word.encode() for word in _SECRET_KEYS.replace("-", "_").split("|"))
+_SECRET_WORDS = frozenset(word.encode() for word in re.split(r"[|-]", _SECRET_KEYS))
 _PASSWORD_WORDS = frozenset((b"password", b"passwd"))
 _BEARER_WORDS = frozenset((b"bearer", b"basic"))
-_SECRETS: tuple[tuple[str, frozenset[bytes] | None, re.Pattern[str], str], ...] = (
-    # (substring gate, words of which one must also be present, pattern, replacement)
-    ("@", None, _USERINFO, r"\1***@"),
-    # "Authorization: Bearer x" / "Basic x" (header values and bare scheme+token pairs).
-    ("earer ", _BEARER_WORDS, re.compile(r"\b([Bb]earer|BEARER)\s+[A-Za-z0-9._~+/=-]{8,4096}"),
-     r"\1 ***"),
-    ("asic ", _BEARER_WORDS, re.compile(r"\b([Bb]asic|BASIC)\s+[A-Za-z0-9+/=]{8,4096}"), r"\1 ***"),
-    ("eyJ", None, re.compile(r"\beyJ[A-Za-z0-9_-]{4,4096}\.[A-Za-z0-9_-]{4,4096}"
-                             r"(?:\.[A-Za-z0-9_-]{0,4096})?"), "***"),
-    # JSON pairs ("auth": "...") and key=value pairs; "key: value" prose is left alone
-    # because Go error chains use ": " everywhere ("failed to fetch oauth token: ...").
-    ("\": \"", _SECRET_WORDS, re.compile(rf"(\"(?:{_SECRET_KEYS})\"\s*:\s*\")[^\"]{{0,4096}}",
-                                      re.IGNORECASE), r"\1***"),
-    ("\":\"", _SECRET_WORDS, re.compile(rf"(\"(?:{_SECRET_KEYS})\"\s*:\s*\")[^\"]{{0,4096}}",
-                                        re.IGNORECASE), r"\1***"),
-    ("=", _SECRET_WORDS, re.compile(rf"\b((?:{_SECRET_KEYS})=)[^\s\"',&]{{1,4096}}", re.IGNORECASE),
-     r"\1***"),
-    ("ass", _PASSWORD_WORDS,
-     re.compile(r"\b((?:[Pp]assword|[Pp]asswd|PASSWORD):)[^\s\"',]{1,4096}"),
-     r"\1***"),
-    # Query strings: signed blob URLs carry signatures and expiring credentials.
-    ("?", None, re.compile(r"(https?://[^\s\"?<>]{1,2048})\?[^\s\"<>]{0,8192}"), r"\1?..."),
-)
+# "Authorization: Bearer x" / "Basic x" (header values and bare scheme+token pairs).
+_BEARER = re.compile(r"\b([Bb]earer|BEARER)\s+[A-Za-z0-9._~+/=-]{8,4096}")
+_BASIC = re.compile(r"\b([Bb]asic|BASIC)\s+[A-Za-z0-9+/=]{8,4096}")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,4096}\.[A-Za-z0-9_-]{4,4096}(?:\.[A-Za-z0-9_-]{0,4096})?")
+# JSON pairs ("auth": "...") and key=value pairs; "key: value" prose is left alone
+# because Go error chains use ": " everywhere ("failed to fetch oauth token: ...").
+_JSON_SECRET = re.compile(rf"(\"(?:{_SECRET_KEYS})\"\s*:\s*\")[^\"]{{0,4096}}", re.IGNORECASE)
+_KEY_SECRET = re.compile(rf"\b((?:{_SECRET_KEYS})=)[^\s\"',&]{{1,4096}}", re.IGNORECASE)
+_PASSWORD = re.compile(r"\b((?:[Pp]assword|[Pp]asswd|PASSWORD):)[^\s\"',]{1,4096}")
+# Query strings: signed blob URLs carry signatures and expiring credentials.
+_QUERY = re.compile(r"(https?://[^\s\"?<>]{1,512})\?[^\s\"<>]{0,8192}")
 _INTERESTING_WORDS = (_INDEXED_TOKENS | _STATUS_TOKENS | _RUNTIME_WORDS | _SECRET_WORDS
                       | _BEARER_WORDS | _PASSWORD_WORDS)
 _KUBELET_WRAPPERS = re.compile(
@@ -525,13 +513,18 @@ def _image(text: str) -> str | None:
     if ' "' in text:
         for match in _QUOTED.finditer(text):
             if text.endswith(_IMAGE_LEADS, 0, match.start()):
-                return _scrub(match.group(1)) or None
+                return _scrub_image(match.group(1)) or None
     for gate, pattern in _BARE_IMAGES:
         if gate in text:
             found = pattern.search(text)
             if found:
-                return _scrub(found.group(1))
+                return _scrub_image(found.group(1))
     return None
+
+
+def _scrub_image(image: str) -> str:
+    """An image reference only carries a secret when it is (wrongly) written as a URL."""
+    return _scrub(image) if "://" in image or "=" in image or "?" in image else image
 
 
 def _clean_url(raw: str) -> str:
@@ -625,19 +618,27 @@ def _host(text: str, url: str | None) -> str | None:
 
 
 def _scrub(text: str, words: frozenset[bytes] | None = None) -> str:
-    """Remove credentials, tokens and URL query strings from ``text``."""
-    if not ("@" in text or "=" in text or "?" in text or "\":" in text or "eyJ" in text
-            or "earer " in text or "asic " in text or "ass" in text):
-        return text
-    for gate, needed, pattern, replacement in _SECRETS:
-        if gate not in text:
-            continue
-        if needed is not None:
-            if words is None:
-                words = _words(text.lower())
-            if words.isdisjoint(needed):
-                continue
-        text = pattern.sub(replacement, text)
+    """Remove credentials, tokens and URL query strings from ``text``.
+
+    Each pattern runs only when a substring it needs is present (and, for the key-based
+    ones, a word it needs), because this runs on every message.
+    """
+    if "@" in text:
+        text = _USERINFO.sub(r"\1***@", text)
+    if "eyJ" in text:
+        text = _JWT.sub("***", text)
+    keyed = "=" in text or "\": \"" in text or "\":\"" in text
+    if keyed or "earer " in text or "asic " in text or "ass" in text:
+        if words is None:
+            words = _words(text.lower())
+        if not words.isdisjoint(_BEARER_WORDS):
+            text = _BASIC.sub(r"\1 ***", _BEARER.sub(r"\1 ***", text))
+        if keyed and not words.isdisjoint(_SECRET_WORDS):
+            text = _KEY_SECRET.sub(r"\1***", _JSON_SECRET.sub(r"\1***", text))
+        if "ass" in text and not words.isdisjoint(_PASSWORD_WORDS):
+            text = _PASSWORD.sub(r"\1***", text)
+    if "?" in text:
+        text = _QUERY.sub(r"\1?...", text)
     return text
 
 
