@@ -137,6 +137,11 @@ RULES: tuple[_Rule, ...] = (
     _rule(Code.PLATFORM_MISMATCH, "no manifest for this platform", "match matching index",
           pattern=r"no match for (?:current )?platform|no matching manifest for"
                   r"|no image found in image index"),
+    # CRI-O/containers-image refuse a registry that registries.conf marks "blocked = true"
+    # ("registry docker.io is blocked in /etc/containers/registries.conf"); the text may
+    # also list failed mirrors, but the refusal is the node's own configuration.
+    _rule(Code.REGISTRY_BLOCKED, "registry blocked by the node's registries.conf", "blocked",
+          pattern=r"registry \S{1,512} is blocked in "),
     # Proxy failures wrap dial/TLS/DNS errors ("proxyconnect tcp: dial tcp ...: refused"),
     # so they precede the TLS, DNS and TCP rows that would otherwise claim them.
     _rule(Code.PROXY_AUTH_REQUIRED, "proxy requires authentication", "proxy",

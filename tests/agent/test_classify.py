@@ -206,6 +206,10 @@ def test_backoff_message_carrying_a_cause_reports_the_cause() -> None:
     (("failed to fetch anonymous token: Get \"https://auth.r.test/token?scope=repository%3Aa%3A"
      "pull\": dial tcp 10.0.0.4:443: i/o timeout"), Code.TOKEN_ENDPOINT_UNREACHABLE),
     ("context deadline exceeded", Code.TIMEOUT),
+    # containers/image wording for a [[registry]] with blocked = true.
+    ("initializing source docker://ubuntu:latest: registry docker.io is blocked in "
+     "/etc/containers/registries.conf or /root/.config/containers/registries.conf.d",
+     Code.REGISTRY_BLOCKED),
 ])
 def test_brief_rules(message: str, code: Code) -> None:
     """Each wording the design names maps to the code it names."""
