@@ -31,6 +31,7 @@ import email.utils
 import http.client
 import json
 import random
+import socket
 import threading
 import time
 import urllib.parse
@@ -43,6 +44,7 @@ from typing import Any, Final, TypeVar
 
 import structlog
 import urllib3
+import yaml  # type: ignore[import-untyped]
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -70,6 +72,9 @@ __all__ = [
     "parse_secret",
     "parse_service_account",
     "EVENT_MESSAGE_LIMIT",
+    "DEFAULT_TIMEOUT",
+    "full_jitter",
+    "parse_retry_after",
 ]
 
 _log = structlog.get_logger("agent.kube")
@@ -496,8 +501,13 @@ class KubeClient:
                 k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                     config_file=kubeconfig, client_configuration=configuration
                 )
-        except (ConfigException, OSError, ValueError) as exc:
+        except (ConfigException, OSError) as exc:
             raise KubeError(f"cannot load Kubernetes configuration from {where}: {exc}") from exc
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
+            # Parser messages quote the offending line, which may hold a token: name the type.
+            raise KubeError(
+                f"cannot load Kubernetes configuration from {where}: {type(exc).__name__}"
+            ) from exc
         return cls(configuration=configuration, timeout=timeout)
 
     def __repr__(self) -> str:
@@ -727,7 +737,7 @@ def _abort(response: Any) -> None:
         sock = getattr(getattr(response, "connection", None), "sock", None)
         if sock is not None:
             with suppress(OSError):
-                sock.shutdown(2)
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _watch_error(raw: object, operation: str) -> KubeError:
@@ -761,7 +771,12 @@ class PodWatcher:
     gives up on a silent stream ``read_grace`` seconds after that. ``stop`` is noticed within
     a second even mid-watch (another thread shuts the stream down); a list in flight can take
     up to the client's timeout. Counters (``lists``, ``watches``, ``errors``, ``gone``,
-    ``bad_objects``, ``callback_errors``, ``events``) are written by the watcher thread only.
+    ``bad_objects``, ``callback_errors``, ``events``) are written by the watcher thread only;
+    ``last_error`` keeps the most recent error after recovery (``healthy`` says whether it
+    still applies).
+
+    ``on_pod`` runs on the watcher thread and must return quickly (enqueue, do not probe):
+    while it runs the stream is not read, and the API server drops watchers that lag.
     """
 
     def __init__(

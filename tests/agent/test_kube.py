@@ -299,6 +299,22 @@ def test_from_config_uses_kubeconfig_and_keeps_the_token_out_of_repr(
         KubeClient.from_config(str(tmp_path / "missing"))
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "users: [{name: u, user: {token: s3cr3t-t0ken}\n  : : bad",  # YAML syntax error
+        "users: s3cr3t-t0ken\ncontexts: 7\ncurrent-context: x\n",  # wrong shapes
+    ],
+)
+def test_broken_kubeconfig_error_never_quotes_the_file(tmp_path: Path, text: str) -> None:
+    """A kubeconfig that does not parse is a KubeError that does not echo its content."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(text)
+    with pytest.raises(KubeError) as caught:
+        KubeClient.from_config(str(kubeconfig))
+    assert "s3cr3t" not in str(caught.value)
+
+
 def test_from_config_without_kubeconfig_outside_a_cluster_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
