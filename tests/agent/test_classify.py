@@ -207,8 +207,8 @@ def test_backoff_message_carrying_a_cause_reports_the_cause() -> None:
      "pull\": dial tcp 10.0.0.4:443: i/o timeout"), Code.TOKEN_ENDPOINT_UNREACHABLE),
     ("context deadline exceeded", Code.TIMEOUT),
     # containers/image wording for a [[registry]] with blocked = true.
-    ("initializing source docker://ubuntu:latest: registry docker.io is blocked in "
-     "/etc/containers/registries.conf or /root/.config/containers/registries.conf.d",
+    (("initializing source docker://ubuntu:latest: registry docker.io is blocked in "
+     "/etc/containers/registries.conf or /root/.config/containers/registries.conf.d"),
      Code.REGISTRY_BLOCKED),
 ])
 def test_brief_rules(message: str, code: Code) -> None:
