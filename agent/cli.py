@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Classify MESSAGE, or each stdin line (plain text or JSON "
                        "{\"message\", \"reason\"}), printing one JSON object per line.")
     c.add_argument("message", nargs="?", metavar="MESSAGE")
+    c.add_argument("--reason", help="the Event or waiting reason (Failed, BackOff, ...)")
     a = sub.add_parser("agent", help="run the node agent (DaemonSet)")
     a.add_argument("--config", metavar="PATH", help="agent configuration file (YAML)")
     a.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig (default: in-cluster)")
@@ -227,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "classify":
             from agent.classify import main as classify_main
 
-            return classify_main([args.message] if args.message is not None else [],
-                                 sys.stdin, sys.stdout)
+            argv_ = [args.message] if args.message is not None else []
+            argv_ += ["--reason", args.reason] if args.reason else []
+            return classify_main(argv_, sys.stdin, sys.stdout)
         from agent.main import run_agent
 
         return run_agent(args)

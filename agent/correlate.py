@@ -166,5 +166,6 @@ def correlate(failure: PullFailure, kubelet: Classification, outcome: Outcome | 
     sentence = (f"{who} cannot pull {failure.image}: {code.summary[0].lower()}"
                 f"{code.summary[1:].rstrip('.')} ({code.value}"
                 f"{f' at the {layer} layer' if layer else ''}; {verdict}"
-                f"{'' if verdict == 'agree' else f', kubelet said {said.value}'}). {detail}")
+                f"{'' if verdict == 'agree' else f', kubelet said {said.value}'}). "
+                f"{detail[:1].upper()}{detail[1:]}")
     return RootCause(verdict, code, layer, said, sentence.strip(), evidence)

@@ -42,8 +42,10 @@ def members(fleet: Fleet, configs: dict[str, Path]) -> list[Member]:
     return [
         Member("healthy (token auth, good Secret)", f"{r['token']}/test/hello:v1", "ok",
                ["--docker-config", str(configs["good"])]),
-        Member("healthy via name, DNS and search list", f"registry:{tls_port}/test/multi:v1",
-               "ok", ["--ca-file", str(fleet.ca_file)]),
+        Member("healthy by DNS name, multi-arch index", f"registry.test:{tls_port}/test/multi:v1",
+               "ok"),
+        Member("short name via DNS search list", f"registry:{tls_port}/test/hello:v1",
+               "tls_hostname_mismatch", ["--ca-file", str(fleet.ca_file)]),
         Member("wrong password in the Secret", f"{r['token']}/test/hello:v1", "auth_invalid",
                ["--docker-config", str(configs["wrong"])]),
         Member("no Secret for the registry", f"{r['basic']}/test/hello:v1", "auth_missing"),
@@ -110,7 +112,7 @@ def main() -> int:
                 print(f"{member.name:<40} {code:<24} {layer:<10} {detail[:90]}{mark}")
             from demo.agent_run import run_agent_once
 
-            run_agent_once(fleet, configs)
+            wrong += run_agent_once(fleet, configs)
         print(f"\n{'all diagnoses as expected' if not wrong else f'{wrong} unexpected'}")
         return 1 if wrong else 0
 

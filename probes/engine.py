@@ -18,7 +18,7 @@ from dataclasses import replace
 from types import ModuleType
 
 from probes import challenge, dns, manifest, proxy, tcp, tls, token
-from probes._net import WATCHDOG, NodeResolver
+from probes._net import WATCHDOG, NodeResolver, is_ip
 from probes.cache import SHARED_LAYERS, ProbeCache, SharedPrefix
 from probes.codes import Code
 from probes.errors import describe_exception, diagnose_exception
@@ -72,6 +72,7 @@ def _run_once(reference: Reference, target: Target, options: ProbeOptions,
         resolver = cache.resolver(options.dns)
     state = ProbeState(reference, target, options, resolver, cache)
     try:
+        _prepare_resolver(state)
         if cache is None:
             results = _walk(state, 0, len(LAYER_TABLE), [], on_layer)
         else:
@@ -83,6 +84,18 @@ def _run_once(reference: Reference, target: Target, options: ProbeOptions,
         reference=str(reference), registry=reference.registry, layers=tuple(results),
         endpoint=target.url, credential=_credential_label(state),
     )
+
+
+def _prepare_resolver(state: ProbeState) -> None:
+    """Configure the node's resolver now, before any layer's clock, if the dns layer needs it.
+
+    The resolver loads dnspython lazily so that a probe of an IP literal never pays for
+    it; when the first hop is a name, loading it here keeps that cost out of the dns
+    layer's time and share, where it never was.
+    """
+    host, _port, _role = dns.lookup_host(state)
+    if not is_ip(host):
+        state.resolver.configure()
 
 
 def _shared_prefix(state: ProbeState, cache: ProbeCache, on_layer: OnLayer) -> list[LayerResult]:
@@ -149,8 +162,9 @@ def _run_layer(module: ModuleType, state: ProbeState, share: float) -> LayerResu
         WATCHDOG.cancel(handle)
     seconds = time.monotonic() - now
     if state.sockets.expired and result.status is Status.FAILED and result.code in _DEADLINE_CODES:
-        result = replace(result, code=_deadline_code(module.NAME),
-                         detail=f"{module.NAME} did not finish within {seconds:.2f}s: {result.detail}")
+        result = replace(result, code=_deadline_code(module.NAME), detail=(
+            f"no answer within {seconds:.2f}s, this layer's share of the "
+            f"{state.options.timeout:g}s deadline ({result.detail})"))
     return replace(result, name=module.NAME, seconds=seconds)
 
 

@@ -26,29 +26,9 @@ from agent.config import AgentConfig, EventsConfig
 from agent.kube import KubeClient, PodWatcher
 from agent.metrics import Metrics
 from tests.agent.recorder import RecordingLog
-from tests.fakekube import FakeKube, make_event, make_pod, wait_for
-from tests.fleet import ALICE, BOB, Fleet
-
-RPC = "rpc error: code = Unknown desc = failed to pull and unpack image \"{img}\": " \
-      "failed to resolve reference \"{img}\": "
-WORDS = {
-    "oauth401": "failed to authorize: failed to fetch oauth token: unexpected status: 401 "
-                "Unauthorized",
-    "denied": "pull access denied, repository does not exist or may require authorization: "
-              "server message: insufficient_scope: authorization failed",
-    "notfound": "{img}: not found",
-    "expired": "failed to do request: Head \"https://{host}/v2/test/hello/manifests/v1\": "
-               "tls: failed to verify certificate: x509: certificate has expired or is not yet "
-               "valid: current time 2026-11-26T19:00:00Z is after 2026-11-25T19:00:00Z",
-    "basic401": "pulling from host {host} failed with status code [manifests v1]: 401 "
-                "Unauthorized",
-}
-
-
-def dockerconfig(entries: dict[str, tuple[str, str]]) -> bytes:
-    auths = {k: {"auth": base64.b64encode(f"{u}:{p}".encode()).decode()}
-             for k, (u, p) in entries.items()}
-    return json.dumps({"auths": auths}).encode()
+from tests.fakekube import FakeKube, wait_for
+from tests.fleet import ALICE, Fleet
+from tests.scenario import EXPECTED, NODE, dockerconfig, populate
 
 
 @dataclass
@@ -65,64 +45,10 @@ class World:
         return found[-1] if found else None
 
 
-def _failing(name: str, image: str, words: str, host: str, **kw: Any) -> dict[str, Any]:
-    message = RPC.format(img=image) + words.format(img=image, host=host)
-    return make_pod(name, "shop", "node-a", [image],
-                    waiting={"app": ("ErrImagePull", message)}, **kw)
-
-
 @pytest.fixture
 def world(fleet: Fleet, tmp_path: Path) -> Iterator[World]:
-    token, expired = fleet.registries["token"].host, fleet.registries["expired"].host
-    basic = fleet.registries["basic"].host
-    images = {"hello": f"{token}/test/hello:v1", "missing": f"{token}/test/hello:nope",
-              "expired": f"{expired}/test/hello:v1", "basic": f"{basic}/test/hello:v1",
-              "public": f"{token}/public/hello:v1", "multi": f"{token}/test/multi:v1"}
     with FakeKube(bookmark_interval=0.5) as fake:
-        fake.add_secret("shop", "good", {".dockerconfigjson": dockerconfig({token: ALICE})})
-        fake.add_secret("shop", "wrongpw", {".dockerconfigjson": dockerconfig(
-            {token: (ALICE[0], "not-it")})})
-        fake.add_secret("shop", "otherkey", {".dockerconfigjson": dockerconfig(
-            {"elsewhere.example.com": ALICE})})
-        fake.add_secret("shop", "broken", {".dockerconfigjson": b'{"auths": {"x": {"auth": '
-                                           b'"%%%not-base64"}}}'})
-        fake.add_secret("shop", "opaque", {"username": b"alice"}, type="Opaque")
-        fake.add_secret("shop", "bob", {".dockerconfigjson": dockerconfig({token: BOB})})
-        fake.add_service_account("shop", "builder", ["bob"])
-        fake.add_service_account("shop", "default")
-        pods = [
-            make_pod("healthy", "shop", "node-a", [images["multi"]], image_pull_secrets=["good"]),
-            _failing("otherpod", images["multi"], WORDS["oauth401"], token,
-                     image_pull_secrets=["wrongpw"]),
-            _failing("wrongpw", images["hello"], WORDS["oauth401"], token,
-                     image_pull_secrets=["wrongpw"]),
-            _failing("nosecret", images["hello"], WORDS["denied"], token,
-                     image_pull_secrets=["missing"]),
-            _failing("otherkey", images["hello"], WORDS["denied"], token,
-                     image_pull_secrets=["otherkey"]),
-            _failing("broken", images["hello"], WORDS["denied"], token,
-                     image_pull_secrets=["broken"]),
-            _failing("opaque", images["hello"], WORDS["denied"], token,
-                     image_pull_secrets=["opaque"]),
-            _failing("missingtag", images["missing"], WORDS["notfound"], token,
-                     image_pull_secrets=["good"]),
-            _failing("expired", images["expired"], WORDS["expired"], expired),
-            _failing("viasa", images["hello"], WORDS["denied"], token, service_account="builder"),
-            _failing("basic", images["basic"], WORDS["basic401"], basic),
-            make_pod("backoff", "shop", "node-a", [images["hello"]],
-                     image_pull_secrets=["wrongpw"],
-                     waiting={"app": ("ImagePullBackOff",
-                                      f'Back-off pulling image "{images["hello"]}"')}),
-            _failing("node-b-pod", images["expired"], WORDS["expired"], expired)
-            | {"spec": {**make_pod("x", node="node-b")["spec"], "containers": [
-                {"name": "app", "image": images["expired"]}]}},
-        ]
-        for pod in pods:
-            fake.add_pod(pod)
-        backoff = fake.get("pods", "shop", "backoff")
-        fake.add_event(make_event(backoff, reason="Failed", message=f'Failed to pull image '
-                                  f'"{images["hello"]}": ' + RPC.format(img=images["hello"])
-                                  + WORDS["oauth401"], count=3))
+        images = populate(fake, fleet)
         config = AgentConfig(
             interval_seconds=60, probe_timeout_seconds=5, concurrency=4,
             listen_address="127.0.0.1:0", events=EventsConfig(True, 0.0),
@@ -133,9 +59,9 @@ def world(fleet: Fleet, tmp_path: Path) -> Iterator[World]:
             crio_registries_dir=tmp_path / "none.d")
         log, registry = RecordingLog(), CollectorRegistry()
         kube = KubeClient(fake.url)
-        agent = Agent(config, node="node-a", kube=kube, metrics=Metrics(registry, version="t"),
+        agent = Agent(config, node=NODE, kube=kube, metrics=Metrics(registry, version="t"),
                       log=log)
-        watcher = PodWatcher(kube, "node-a", agent.on_pod, stop=agent.stop, backoff_base=0.05,
+        watcher = PodWatcher(kube, NODE, agent.on_pod, stop=agent.stop, backoff_base=0.05,
                              backoff_max=0.5, watch_timeout=5)
         agent.watch_healthy = lambda: watcher.healthy
         threads = [threading.Thread(target=watcher.run, daemon=True),
@@ -149,23 +75,6 @@ def world(fleet: Fleet, tmp_path: Path) -> Iterator[World]:
             for thread in threads:
                 thread.join(timeout=3)
             kube.close()
-
-
-EXPECTED = {
-    # pod: (code, verdict)
-    "wrongpw": ("auth_invalid", "agree"),
-    "nosecret": ("secret_not_found", "refine"),
-    "otherkey": ("auth_missing", "refine"),
-    "broken": ("secret_malformed", "refine"),
-    "opaque": ("secret_malformed", "refine"),
-    "missingtag": ("image_not_found", "agree"),
-    "expired": ("tls_expired", "agree"),
-    "viasa": ("access_denied", "refine"),
-    "basic": ("auth_missing", "refine"),
-    "backoff": ("auth_invalid", "agree"),
-    # the same image pulls on this node with another pod's Secret
-    "otherpod": ("auth_invalid", "node-specific"),
-}
 
 
 def test_root_cause_for_each_pod_of_node_a(world: World) -> None:
