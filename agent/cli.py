@@ -107,7 +107,7 @@ def _proxy_chooser(args: argparse.Namespace) -> tuple[Any, str]:
     if args.no_proxy is not None:
         config = proxyenv.ProxyConfig(http_proxy=config.http_proxy, https_proxy=config.https_proxy,
                                       no_proxy=args.no_proxy, source=config.source)
-    return config.proxy_for, "the environment (HTTPS_PROXY/HTTP_PROXY/NO_PROXY)"
+    return config.proxy_for, "HTTPS_PROXY/HTTP_PROXY/NO_PROXY of the environment"
 
 
 def probe_options(args: argparse.Namespace) -> ProbeOptions:

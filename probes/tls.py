@@ -11,8 +11,11 @@ verification into success.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
 import ssl
+import threading
+from pathlib import Path
 from typing import Any
 
 from probes import _net
@@ -24,11 +27,63 @@ from probes.state import ProbeState, failed, ok, skipped
 NAME = "tls"
 
 
+#: Contexts by trust configuration: loading a CA store costs tens of milliseconds, and
+#: an SSLContext is safe to share between threads once configured.
+_CONTEXTS: dict[tuple[object, ...], tuple[ssl.SSLContext, list[str], list[str]]] = {}
+_CONTEXTS_LOCK = threading.Lock()
+_MAX_CONTEXTS = 64
+
+
+def _file_stamp(path: Path) -> tuple[str, float]:
+    try:
+        return str(path), path.stat().st_mtime
+    except OSError:
+        return str(path), -1.0
+
+
 def build_context(state: ProbeState) -> tuple[ssl.SSLContext, list[str], list[str]]:
-    """The client context for this target; also the CA sources used and any that failed."""
+    """The client context for this target (cached per trust configuration and file mtimes)."""
     target = state.target
-    context = ssl.create_default_context() if state.options.system_ca else \
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    files = (*state.options.ca_files, *target.ca_files,
+             *(p for p in (target.client_cert or ()) if p is not None))
+    key = (state.options.system_ca, target.skip_verify, target.client_cert,
+           tuple(_file_stamp(Path(f)) for f in files))
+    with _CONTEXTS_LOCK:
+        cached = _CONTEXTS.get(key)
+    if cached is not None:
+        return cached
+    built = _new_context(state)
+    with _CONTEXTS_LOCK:
+        if len(_CONTEXTS) >= _MAX_CONTEXTS:
+            _CONTEXTS.clear()
+        _CONTEXTS[key] = built
+    return built
+
+
+def _system_trust(context: ssl.SSLContext) -> None:
+    """Trust the system store. A hashed CA directory is read lazily by OpenSSL at
+    verification time, where loading the whole bundle costs ~60 ms per process."""
+    paths = ssl.get_default_verify_paths()
+    capath = paths.capath
+    if capath and not os.environ.get(paths.openssl_cafile_env) and \
+            any(name.endswith(".0") for name in _listdir(capath)):
+        context.load_verify_locations(capath=capath)
+    else:
+        context.set_default_verify_paths()
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def _new_context(state: ProbeState) -> tuple[ssl.SSLContext, list[str], list[str]]:
+    target = state.target
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if state.options.system_ca:
+        _system_trust(context)
     context.minimum_version = ssl.TLSVersion.TLSv1_2  # what Go's crypto/tls clients accept
     sources = ["system store"] if state.options.system_ca else []
     problems: list[str] = []
@@ -81,6 +136,39 @@ def certificate_evidence(der: bytes | None) -> dict[str, Any]:
     }
 
 
+_RDN_NAMES = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
+              "countryName": "C", "stateOrProvinceName": "ST", "localityName": "L",
+              "domainComponent": "DC", "emailAddress": "E"}
+
+
+def _name(rdns: Any) -> str:
+    """An ssl-module name tuple as an RFC 4514-style string (most specific first)."""
+    parts = [f"{_RDN_NAMES.get(k, k)}={v}" for rdn in reversed(rdns or ()) for k, v in rdn]
+    return ",".join(parts)[:300]
+
+
+def verified_certificate_evidence(cert: dict[str, Any]) -> dict[str, Any]:
+    """Evidence from ``getpeercert()`` of a verified peer: no X.509 parser needed."""
+    try:
+        not_before = ssl.cert_time_to_seconds(cert["notBefore"])
+        not_after = ssl.cert_time_to_seconds(cert["notAfter"])
+    except (KeyError, ValueError):
+        return {}
+    utc = dt.timezone.utc
+    subject, issuer = _name(cert.get("subject")), _name(cert.get("issuer"))
+    return {
+        "subject": subject,
+        "issuer": issuer,
+        "self_signed": subject == issuer,
+        "sans": [value for _, value in cert.get("subjectAltName", ())][:32],
+        "not_before": dt.datetime.fromtimestamp(not_before, utc).isoformat(),
+        "not_after": dt.datetime.fromtimestamp(not_after, utc).isoformat(),
+        "not_after_timestamp": float(not_after),
+        "days_left": round((not_after - dt.datetime.now(utc).timestamp()) / 86400, 2),
+        "serial": str(cert.get("serialNumber", "")).lower()[:64],
+    }
+
+
 def _handshake(state: ProbeState, sock: socket.socket, context: ssl.SSLContext) -> ssl.SSLSocket:
     sock.settimeout(max(state.time_left(), 0.001))
     tls = context.wrap_socket(sock, server_hostname=state.target.host)
@@ -124,6 +212,7 @@ def run(state: ProbeState) -> LayerResult:
         with _handshake(state, state.stream, context) as tls:
             state.stream = None  # consumed: the with-block closes it
             der = tls.getpeercert(binary_form=True)
+            parsed = tls.getpeercert() if context.verify_mode != ssl.CERT_NONE else None
             evidence.update(version=tls.version(), cipher=(tls.cipher() or ("",))[0])
     except (OSError, ValueError) as exc:
         state.stream = None
@@ -133,7 +222,9 @@ def run(state: ProbeState) -> LayerResult:
             evidence.update(certificate_evidence(_unverified_certificate(state)))
         return failed(code, f"{state.target.netloc}: {describe_exception(exc)}", **evidence)
     state.ssl_context = context
-    evidence.update(certificate_evidence(der))
+    # a verified peer's certificate is already parsed by the ssl module; only an
+    # unverified one (skip_verify) needs the X.509 parser
+    evidence.update(verified_certificate_evidence(parsed) if parsed else certificate_evidence(der))
     days = evidence.get("days_left")
     verified = "not verified (skip_verify)" if state.target.skip_verify else "verified"
     return ok(f"{evidence.get('version')} {verified}; certificate expires in {days} days",
