@@ -52,4 +52,8 @@ def upstream_target(reference: Reference, options: ProbeOptions) -> Target:
     """The registry's own endpoint (hosts.toml ``server``, or the registry host)."""
     config = load_hosts_config(reference.registry, options.certs_dirs)
     servers = [e for e in config.endpoints if not e.is_mirror] or list(config.endpoints)
-    return target_from_endpoint(servers[-1], config, options.plain_http)
+    server = servers[-1]
+    # a [host."<server url>"] table configures the server itself (its ca, client, skip_verify)
+    # and containerd tries it first: prefer it
+    same = [e for e in config.endpoints if (e.url, e.path) == (server.url, server.path)]
+    return target_from_endpoint(same[0], config, options.plain_http)
