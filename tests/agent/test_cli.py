@@ -136,3 +136,28 @@ def test_version() -> None:
     """--version prints the version."""
     done = pulldoctor("--version")
     assert done.returncode == 0 and done.stdout.startswith("pulldoctor ")
+
+
+def test_explicit_proxy_flag(fleet: Fleet) -> None:
+    """--proxy tunnels even to a loopback registry, and --no-proxy exempts a host."""
+    tls = fleet.registries["tls"].host
+    proxy = f"http://127.0.0.1:{fleet.proxies['auth'].port}"
+    done = pulldoctor("probe", f"{tls}/test/hello:v1", "--proxy", proxy, "--format", "json",
+                      *node_args(fleet))
+    report = json.loads(done.stdout)
+    assert report["diagnosis"]["code"] == "proxy_auth_required", done.stderr
+    assert "proxyuser" not in done.stdout
+    exempt = pulldoctor("probe", f"{tls}/test/hello:v1", "--proxy", proxy, "--no-proxy",
+                        "127.0.0.1", "--format", "json", *node_args(fleet))
+    assert json.loads(exempt.stdout)["ok"] is True, exempt.stdout
+
+
+def test_classify_command_reads_stdin_lines() -> None:
+    """`pulldoctor classify` without MESSAGE classifies each stdin line (JSON or plain)."""
+    lines = ('{"message": "Back-off pulling image \\"nginx\\"", "reason": "BackOff"}\n'
+             'x509: certificate signed by unknown authority\n')
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "classify"], input=lines, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, env=env, check=False)
+    codes = [json.loads(line)["code"] for line in done.stdout.splitlines()]
+    assert done.returncode == 0 and codes == ["backoff", "tls_unknown_authority"]
