@@ -143,7 +143,7 @@ def _static_targets(value: Any, source: str) -> tuple[StaticTarget, ...]:
             raise ConfigError(f"{where} needs exactly one of 'image' or 'registry' (a string)")
         if config is not None and not isinstance(config, str):
             raise ConfigError(f"{where}.docker_config must be a path")
-        _check_reference(image or registry, f"{where}.{'image' if image else 'registry'}")
+        _check_reference(str(image or registry), f"{where}.{'image' if image else 'registry'}")
         out.append(StaticTarget(image, registry, Path(config) if config else None))
     return tuple(out)
 

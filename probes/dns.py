@@ -33,7 +33,7 @@ def run(state: ProbeState) -> LayerResult:
     if is_ip(host):
         state.addresses = (host,)
         return skipped(f"{role} address {host} is an IP literal", role=role, addresses=[host])
-    evidence = {"name": host, "role": role, "nameservers": state.resolver.nameservers,
+    evidence: dict[str, object] = {"name": host, "role": role, "nameservers": state.resolver.nameservers,
                 "search": state.resolver.search}
     if state.resolver.config_error:
         evidence["resolv_conf_error"] = state.resolver.config_error

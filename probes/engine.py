@@ -165,7 +165,8 @@ def _run_layer(module: ModuleType, state: ProbeState, share: float) -> LayerResu
         result = replace(result, code=_deadline_code(module.NAME), detail=(
             f"no answer within {seconds:.2f}s, this layer's share of the "
             f"{state.options.timeout:g}s deadline ({result.detail})"))
-    return replace(result, name=module.NAME, seconds=seconds)
+    final: LayerResult = replace(result, name=module.NAME, seconds=seconds)
+    return final
 
 
 def _from_exception(layer: str, exc: Exception) -> LayerResult:

@@ -84,8 +84,8 @@ def _found(state: ProbeState, ex: Exchange, evidence: dict[str, Any]) -> LayerRe
     manifests = data.get("manifests") if isinstance(data, dict) else None
     if not isinstance(manifests, list) or body.truncated:
         return failed(Code.REGISTRY_NOT_V2, "the index could not be read as JSON", **evidence)
-    platforms = [m.get("platform") for m in manifests if isinstance(m, dict)]
-    platforms = [p for p in platforms if isinstance(p, dict)]
+    platforms: list[dict[str, Any]] = [
+        m["platform"] for m in manifests if isinstance(m, dict) and isinstance(m.get("platform"), dict)]
     listed = sorted({"/".join(str(p.get(k)) for k in ("os", "architecture", "variant")
                               if p.get(k)) for p in platforms})
     evidence.update(platforms=listed[:32], node_platform=str(state.options.platform))

@@ -136,7 +136,8 @@ def _bearer(state: ProbeState, bearer: Challenge, creds: list[Credential],
     if reused is not None:
         return reused
     last: Exchange | None = None
-    for cred in (creds or [None]):
+    choices: list[Credential | None] = list(creds) or [None]
+    for cred in choices:
         try:
             ex = _token_request(state, bearer, cred)
         except Exception as exc:  # noqa: BLE001 - any network failure of the realm
@@ -175,7 +176,8 @@ def _reuse_token(state: ProbeState, bearer: Challenge, creds: list[Credential],
     """A still-valid token from an earlier probe, as a runtime would reuse it."""
     if state.cache is None:
         return None
-    for cred in (creds or [None]):
+    choices: list[Credential | None] = list(creds) or [None]
+    for cred in choices:
         cached = state.cache.token(_token_key(state, bearer, cred))
         if cached is not None:
             state.credential, state.authorization = cred, cached.authorization
