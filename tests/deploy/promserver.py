@@ -122,6 +122,13 @@ class PromServer:
         values: list[str] = self._api(f"/api/v1/label/{label}/values", {"match[]": [match]})
         return values
 
+    def series(self, match: str) -> list[dict[str, str]]:
+        """Label sets (``__name__`` included) of every series matching ``match`` that has a
+        sample in the TSDB, also series that have since gone stale."""
+        found: list[dict[str, str]] = self._api("/api/v1/series",
+                                                {"match[]": [match], "start": "0"})
+        return found
+
     def rules(self) -> list[dict[str, Any]]:
         """Every loaded rule with its health, state and last error."""
         groups = self._api("/api/v1/rules", {})["groups"]
