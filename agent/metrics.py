@@ -28,7 +28,7 @@ import re
 import threading
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from probes.codes import Code
 from probes.result import LAYERS, LayerResult, ProbeReport, Status
@@ -40,6 +40,10 @@ __all__ = [
     "RESULTS",
     "Metrics",
 ]
+
+# The contract is exactly METRIC_LABELS: no ``*_created`` series next to each counter and
+# histogram (Prometheus 2.x stores them as separate metrics, ~8% more series for nothing).
+disable_created_metrics()
 
 #: Probe layers take from well under a millisecond (loopback DNS) to the probe timeout.
 LAYER_BUCKETS: tuple[float, ...] = (

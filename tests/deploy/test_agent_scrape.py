@@ -344,8 +344,6 @@ def test_label_sets_match_the_contract_exactly(world: World) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the agent exports prometheus_client's *_created series "
-                   "for every counter and histogram child (needs disable_created_metrics())")
 def test_no_metric_names_beyond_the_contract(world: World) -> None:
     """Neither the exposition nor Prometheus holds a pulldoctor_* name the contract lacks."""
     extra = set()
