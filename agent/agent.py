@@ -11,12 +11,17 @@ root cause that is logged (``pull_diagnosed``) and posted as a Warning Event.
 
 It refuses to crash: every callback and worker catches and logs what goes
 wrong, a bad pod or Secret is reported and skipped, and the API being down
-only makes ``/readyz`` say so. It never logs or exports a credential.
+only makes ``/readyz`` say so (with the watch's last error). It refuses to
+lose a failure to an API fault: pod changes wait coalesced per pod (bounded
+memory however many updates arrive), a relist settles what a broken watch
+missed, a Secret read that got no answer defers the verdict instead of
+blaming the Secret, and an Event the API refused is posted again later. Work
+for the pool is queued at most once per pod or failure. It never logs or
+exports a credential.
 """
 
 from __future__ import annotations
 
-import queue
 import re
 import threading
 import time
@@ -29,7 +34,7 @@ from agent.classify import Classification, classify
 from agent.config import AgentConfig, StaticTarget
 from agent.correlate import Outcome, PullFailure, RootCause, correlate
 from agent.credentials import CredentialResolver, PodCredentials
-from agent.logs import Log
+from agent.logs import Log, scrub
 from agent.metrics import Metrics
 from agent.model import Pod, PodEvent
 from agent.nodeview import NodeView
@@ -50,6 +55,11 @@ _PULLED = re.compile(r'Successfully pulled image "(?P<image>[^"]{1,512})" in (?P
 _FAILED_PULL = re.compile(r'Failed to pull image "(?P<image>[^"]{1,512})"')
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0}
 TICK = 0.5
+#: Pods whose latest change may wait for the loop at once. A node runs a few hundred pods
+#: at most; beyond this a flood's new pods are dropped (and counted) rather than buffered.
+MAX_PENDING_PODS = 10_000
+#: First wait before posting an Event the API refused again; doubles up to the maximum.
+EVENT_RETRY_SECONDS, EVENT_RETRY_MAX_SECONDS = 2.0, 120.0
 
 
 class KubeApi(Protocol):
@@ -83,6 +93,8 @@ class FailureRecord:
     pod: Pod
     cause: RootCause | None = None
     last_event_at: float | None = None
+    event_failed_at: float | None = None  # the last post of its Event failed then
+    event_attempts: int = 0
     seen_at: float = field(default_factory=time.monotonic)
 
 
@@ -98,7 +110,8 @@ class Agent:
         self.stop = threading.Event()
         self.cache = ProbeCache()
         self.creds = CredentialResolver(kube, self.view.node_keyring,
-                                        ttl=config.secret_cache_seconds, clock=clock)
+                                        ttl=config.secret_cache_seconds, clock=clock,
+                                        refresh_in_background=kube is not None)
         self.scheduler = Scheduler(interval=config.interval_seconds, jitter=config.jitter,
                                    min_forced_interval=config.failure_probe_min_interval_seconds,
                                    clock=clock)
@@ -109,7 +122,14 @@ class Agent:
         self._targets: dict[TargetKey, TargetInfo] = {}
         self._failures: dict[tuple[str, str, str], FailureRecord] = {}
         self._seen_events: dict[tuple[str, str], int] = {}
-        self._pending: queue.Queue[tuple[str, Pod | None]] = queue.Queue(maxsize=10_000)
+        # pod changes from the watcher thread, coalesced: uid -> (sequence, kind, latest pod)
+        self._pending_lock = threading.Lock()
+        self._pending: dict[str, tuple[int, str, Pod]] = {}
+        self._seq = 0
+        self._listing: set[str] = set()  # uids SYNCed by the relist being delivered
+        self._relist: tuple[int, set[str]] | None = None  # last relist not yet applied
+        self._dropped_changes = 0
+        self._jobs: set[tuple[str, ...]] = set()  # pool jobs queued or running (not probes)
         self._running: dict[TargetKey, Future[None]] = {}
         self._dirty = True
         self._static = self._static_targets()
@@ -117,6 +137,7 @@ class Agent:
         self._rebuilt_at = clock()
         self._dropped_registries: set[str] = set()
         self.watch_healthy: Callable[[], bool] = lambda: kube is None
+        self.watch_error: Callable[[], str | None] = lambda: None
         self.cycles = 0
         for problem in self.view.problems:
             self.log.warning("node_config_problem", problem=problem)
@@ -124,33 +145,47 @@ class Agent:
     # ----------------------------------------------------------------- inputs
 
     def on_pod(self, kind: str, pod: Pod | None) -> None:
-        """Pod watcher callback: queue the change (never blocks the watch)."""
-        try:
-            self._pending.put_nowait((kind, pod))
-        except queue.Full:
-            self.log.warning("pod_queue_full", dropped=kind)
+        """Pod watcher callback: keep the pod's latest change for the loop (never blocks).
+
+        Changes are coalesced per pod, so memory is bounded by the number of pods, not of
+        updates. A relist (``SYNC``... ``RELISTED``) is remembered as the set of uids it
+        listed: any pod it did not list and that did not change after it is gone.
+        """
+        with self._pending_lock:
+            self._seq += 1
+            if kind == "RELISTED":
+                self._relist, self._listing = (self._seq, self._listing), set()
+                return
+            if pod is None or (self.node and pod.node_name not in (None, self.node)):
+                return  # never act on another node's pods
+            if pod.uid not in self._pending and len(self._pending) >= MAX_PENDING_PODS:
+                self._dropped_changes += 1
+                return
+            if kind == "SYNC" and len(self._listing) < MAX_PENDING_PODS:
+                self._listing.add(pod.uid)
+            self._pending[pod.uid] = (self._seq, kind, pod)
+
+    def _take_pending(self) -> tuple[dict[str, tuple[int, str, Pod]],
+                                     tuple[int, set[str]] | None, int]:
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+            relist, self._relist = self._relist, None
+            dropped, self._dropped_changes = self._dropped_changes, 0
+        return pending, relist, dropped
 
     def _drain(self) -> None:
-        changed: dict[str, Pod | None] = {}
-        relisted = False
-        synced: set[str] = set()
-        while True:
-            try:
-                kind, pod = self._pending.get_nowait()
-            except queue.Empty:
-                break
-            if kind == "RELISTED":
-                relisted = True
-                continue
-            if pod is None or (self.node and pod.node_name not in (None, self.node)):
-                continue  # never act on another node's pods
-            if kind == "SYNC":
-                synced.add(pod.uid)
-            changed[pod.uid] = None if kind == "DELETED" or pod.deleted else pod
+        pending, relist, dropped = self._take_pending()
+        if dropped:
+            self.log.warning("pod_queue_full", dropped=dropped, max_pods=MAX_PENDING_PODS)
+        changed: dict[str, Pod | None] = {
+            uid: None if kind == "DELETED" or pod.deleted else pod
+            for uid, (_, kind, pod) in pending.items()}
         with self._lock:
-            if relisted:  # pods that vanished while we were not watching
-                for uid in [u for u in self._pods if u not in synced and u not in changed]:
-                    changed[uid] = None
+            if relist is not None:  # pods that vanished while we were not watching
+                at, listed = relist
+                for uid in {*self._pods, *changed} - listed:
+                    if uid not in pending or pending[uid][0] < at:
+                        changed[uid] = None
             for uid, pod in changed.items():
                 previous = self._pods.pop(uid, None)
                 if pod is not None:
@@ -170,7 +205,7 @@ class Agent:
         started = previous is not None and any(
             c.running and not _was_running(previous, c.name) for c in pod.containers)
         if waiting or started or (previous is None and any(c.running for c in pod.containers)):
-            self.pool.submit(self._safely, self._read_events, pod)
+            self._submit_once(("read_events", pod.uid), self._read_events, pod)
         for key, container in waiting.items():
             if key not in self._failures:
                 self._new_failure(pod, container)
@@ -331,6 +366,8 @@ class Agent:
                 record.key = key
                 self.scheduler.sync(self._targets)
                 self.scheduler.force(key)
+            elif record.cause is None and record.key is not None:
+                self._decide_from_last(record.key)  # deferred while a Secret read got no answer
 
     def _cap_registries(self, wanted: dict[TargetKey, TargetInfo]) -> dict[TargetKey, TargetInfo]:
         registries: list[str] = []
@@ -431,6 +468,8 @@ class Agent:
         provider = self._provider_for(record)
         # the pod's own view of its Secrets (several pods may share one credential set)
         creds = self.creds.resolve(self._pods.get(record.failure.uid, record.pod))
+        if any(problem.transient for problem in creds.problems):
+            return  # the API did not answer for a Secret: decide once it does, not blame it
         cause = correlate(record.failure, record.classification, outcome, creds,
                           provider=provider, works_with=self._works_with(record))
         previous = record.cause
@@ -462,13 +501,60 @@ class Agent:
                 now - record.last_event_at < self.config.events.min_interval_seconds:
             return
         record.last_event_at = now
-        cause, pod = record.cause, record.pod
+        cause, f = record.cause, record.failure
         message = f"{cause.message} Fix: {cause.remediation}"
-        self.pool.submit(self._safely, self.kube.create_event, pod, reason="PullDiagnosis",
-                         message=message, type="Warning", component="pulldoctor",
-                         host=self.node)
+        self._submit_once(("post_event", f.uid, f.container, f.image), self._send_event,
+                          record, message)
+
+    def _send_event(self, record: FailureRecord, message: str) -> None:
+        """Post the Event; when the API refuses, leave it for :meth:`_retry_events`."""
+        assert self.kube is not None
+        try:
+            self.kube.create_event(record.pod, reason="PullDiagnosis", message=message,
+                                   type="Warning", component="pulldoctor", host=self.node)
+        except Exception as exc:  # noqa: BLE001 - an API fault must not lose the Event
+            with self._lock:
+                record.event_attempts += 1
+                record.event_failed_at = self.clock()
+            f = record.failure
+            self.log.warning("event_post_failed", namespace=f.namespace, pod=f.pod,
+                             container=f.container, attempt=record.event_attempts,
+                             error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            return
+        with self._lock:
+            record.event_attempts, record.event_failed_at = 0, None
+
+    def _retry_events(self) -> None:
+        """Post again the Events the API refused, backing off per failure."""
+        now = self.clock()
+        for record in self._failures.values():
+            failed = record.event_failed_at
+            wait = min(EVENT_RETRY_SECONDS * 2 ** max(record.event_attempts - 1, 0),
+                       EVENT_RETRY_MAX_SECONDS)
+            if failed is not None and now - failed >= wait:
+                record.event_failed_at = record.last_event_at = None
+                self._post_event(record)
 
     # ----------------------------------------------------------------- loop
+
+    def _submit_once(self, job: tuple[str, ...], fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn`` on the pool unless the same job is already queued or running."""
+        with self._lock:
+            if job in self._jobs:
+                return
+            self._jobs.add(job)
+
+        def run() -> None:
+            try:
+                self._safely(fn, *args)
+            finally:
+                with self._lock:
+                    self._jobs.discard(job)
+        try:
+            self.pool.submit(run)
+        except RuntimeError:  # the pool is shut down: the agent is stopping
+            with self._lock:
+                self._jobs.discard(job)
 
     def _safely(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         try:
@@ -494,6 +580,7 @@ class Agent:
                 self._rebuilt_at = self.clock()
                 self._dirty = False
                 self._rebuild_targets()
+            self._retry_events()
         self.metrics.set_watch_healthy(self.watch_healthy())
         busy = sum(1 for f in self._running.values() if not f.done())
         self._running = {k: f for k, f in self._running.items() if not f.done()}
@@ -524,6 +611,7 @@ class Agent:
     def close(self) -> None:
         self.stop.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.creds.close()
 
     # ----------------------------------------------------------------- status
 
@@ -532,7 +620,9 @@ class Agent:
 
     def ready(self) -> tuple[bool, str]:
         if not self.watch_healthy():
-            return False, "the watch of this node's pods is not established"
+            reason = "the watch of this node's pods is not established"
+            error = self.watch_error()
+            return False, f"{reason}: {scrub(error)[:400]}" if error else reason
         if self.cycles < 1:
             return False, "the first probe cycle has not finished"
         return True, "ok"

@@ -7,6 +7,13 @@ listed or watched — and cached briefly. A Secret that is missing, of the wrong
 type, or malformed is skipped just as the kubelet skips it, and recorded as a
 :class:`SecretProblem` so the root cause can name it. Nothing here logs or
 returns secret content: problems carry the Secret's name and what is wrong.
+
+The API being slow or down must not change what the agent concludes: an
+answer that is no answer (no connection, a timeout, 429, 5xx) never replaces
+the last real one, and such a problem is marked ``transient`` so the agent
+waits instead of blaming the Secret. With ``refresh_in_background`` an expired
+entry is served while one worker thread re-reads it, so a slow API never
+stalls the caller (only a Secret's very first read is made in line).
 """
 
 from __future__ import annotations
@@ -15,8 +22,9 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 from agent.model import Pod, SecretData, ServiceAccount
 from probes.codes import Code
@@ -29,8 +37,8 @@ __all__ = ["SecretSource", "SecretProblem", "PodCredentials", "CredentialResolve
 SECRET_KEYS = {"kubernetes.io/dockerconfigjson": ".dockerconfigjson",
                "kubernetes.io/dockercfg": ".dockercfg"}
 #: Secret type -> how its docker config is shaped.
-SECRET_FORMATS = {"kubernetes.io/dockerconfigjson": "dockerconfigjson",
-                  "kubernetes.io/dockercfg": "dockercfg"}
+SECRET_FORMATS: dict[str, Literal["dockerconfigjson", "dockercfg"]] = {
+    "kubernetes.io/dockerconfigjson": "dockerconfigjson", "kubernetes.io/dockercfg": "dockercfg"}
 
 
 class SecretSource(Protocol):
@@ -49,6 +57,7 @@ class SecretProblem:
     namespace: str
     name: str
     detail: str
+    transient: bool = False  # the API did not answer: says nothing about the Secret
 
     def describe(self) -> str:
         return f"secret {self.namespace}/{self.name}: {self.detail}"
@@ -83,15 +92,26 @@ class CredentialResolver:
     """Resolve pods' pull credentials with a short per-Secret cache."""
 
     def __init__(self, source: SecretSource | None, node_keyring: Keyring, *,
-                 ttl: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 ttl: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 refresh_in_background: bool = False) -> None:
         self._source = source
         self._node = node_keyring
         self._ttl = ttl
         self._clock = clock
         self._lock = threading.Lock()
-        self._secrets: dict[tuple[str, str], tuple[float, SecretData | Exception]] = {}
-        self._accounts: dict[tuple[str, str], tuple[float, ServiceAccount | Exception]] = {}
+        self._secrets: dict[tuple[str, str], Any] = {}
+        self._accounts: dict[tuple[str, str], Any] = {}
+        # one thread: re-reads are rare, and its queue holds each cached name at most once
+        self._refresher = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="pulldoctor-secrets") if refresh_in_background \
+            else None
+        self._refreshing: set[tuple[int, tuple[str, str]]] = set()
         self.api_reads = 0
+
+    def close(self) -> None:
+        """Drop queued background re-reads (one in flight ends with its request timeout)."""
+        if self._refresher is not None:
+            self._refresher.shutdown(wait=False, cancel_futures=True)
 
     def node_only(self) -> PodCredentials:
         return PodCredentials(self._node, (), False, (), "node")
@@ -125,18 +145,48 @@ class CredentialResolver:
             return account.image_pull_secrets, bool(account.image_pull_secrets)
         return (), False
 
-    def _cached(self, table: dict, key: tuple[str, str], fetch: Callable[[], object]) -> object:
+    def _cached(self, table: dict[tuple[str, str], Any], key: tuple[str, str],
+                fetch: Callable[[], object]) -> object:
         now = self._clock()
         with self._lock:
             hit = table.get(key)
             if hit is not None and now - hit[0] < self._ttl:
                 return hit[1]
+            if hit is not None and self._refresher is not None:
+                self._refresh_later(table, key, fetch)
+                return hit[1]  # stale while it is re-read: a slow API never stalls the caller
+        return self._fetch(table, key, fetch)
+
+    def _refresh_later(self, table: dict, key: tuple[str, str],
+                       fetch: Callable[[], object]) -> None:
+        """Queue one re-read of ``key`` (called with the lock held)."""
+        tag = (id(table), key)
+        if tag in self._refreshing or self._refresher is None:
+            return
+        self._refreshing.add(tag)
+
+        def refresh() -> None:
+            try:
+                self._fetch(table, key, fetch)
+            finally:
+                with self._lock:
+                    self._refreshing.discard(tag)
+        try:
+            self._refresher.submit(refresh)
+        except RuntimeError:  # shut down: the stale value stays
+            self._refreshing.discard(tag)
+
+    def _fetch(self, table: dict, key: tuple[str, str], fetch: Callable[[], object]) -> object:
+        now = self._clock()
         try:
             value: object = fetch()
         except Exception as exc:  # noqa: BLE001 - any API failure is recorded, not raised
             value = exc
-        self.api_reads += 1
         with self._lock:
+            self.api_reads += 1
+            old = table.get(key)
+            if old is not None and _is_transient(value):
+                value = old[1]  # no answer is not an answer: keep the last one until the next
             table[key] = (now, value)
         return value
 
@@ -174,6 +224,19 @@ def _without_source(message: str, namespace: str, name: str) -> str:
     return message[len(prefix):].lstrip(": ") if message.startswith(prefix) else message
 
 
+def _is_transient(value: object) -> bool:
+    """An API failure that says nothing about the object: no answer, 429 or 5xx.
+
+    ``agent.kube.KubeUnavailable`` (the only error with ``retry_after``) is exactly that;
+    duck-typed so that this module stays free of the Kubernetes client.
+    """
+    if not isinstance(value, Exception):
+        return False
+    status = getattr(value, "status", None)
+    return hasattr(value, "retry_after") or (isinstance(status, int) and (
+        status == 429 or status >= 500))
+
+
 def _problem_for_error(namespace: str, name: str, exc: Exception) -> SecretProblem:
     status = getattr(exc, "status", None)  # agent.kube errors carry the HTTP status
     if status == 404:
@@ -183,4 +246,4 @@ def _problem_for_error(namespace: str, name: str, exc: Exception) -> SecretProbl
         detail = "pulldoctor may not read it (RBAC: secrets get)"
     else:
         detail = f"could not be read: {type(exc).__name__}"
-    return SecretProblem(Code.UNKNOWN, namespace, name, detail)
+    return SecretProblem(Code.UNKNOWN, namespace, name, detail, transient=_is_transient(exc))

@@ -1,8 +1,11 @@
 """``pulldoctor agent``: wire configuration, Kubernetes, probes, metrics and HTTP together.
 
-Runs until SIGTERM/SIGINT and stops within about a second: the watch notices
-the stop flag, in-flight probes are bounded by their own deadlines, and queued
-work is cancelled. ``--standalone`` needs no cluster and probes the config's
+Runs until SIGTERM/SIGINT and exits within :data:`STOP_SECONDS`: the loop, the
+watch and the HTTP server notice the stop flag, queued work is cancelled, and
+the process then exits without waiting for probes or API calls still in
+flight (a probe of a silent registry could otherwise hold it for its whole
+deadline); a watchdog ends the process at the limit should the loop itself be
+stuck in a slow call. ``--standalone`` needs no cluster and probes the config's
 static targets; ``--once`` runs one cycle, prints the diagnoses and exits
 (0 when every target passed). Configuration errors exit 2 with a message that
 names the file and the key.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -25,9 +29,11 @@ from agent.config import ConfigError, load_config
 from agent.logs import configure
 from agent.metrics import Metrics
 
-__all__ = ["run_agent"]
+__all__ = ["run_agent", "STOP_SECONDS"]
 
 VERSION = "0.1.0"
+#: Longest time from SIGTERM/SIGINT to exit (the DaemonSet's grace period is 10 s).
+STOP_SECONDS = 1.5
 
 
 def _kube(args: argparse.Namespace) -> Any:
@@ -79,9 +85,10 @@ def _serve(agent: Agent, config: Any, registry: CollectorRegistry, kube: Any, no
 
         watcher = PodWatcher(kube, node or "", agent.on_pod, stop=agent.stop)
         agent.watch_healthy = lambda: watcher.healthy
+        agent.watch_error = lambda: watcher.last_error
         threads.append(threading.Thread(target=watcher.run, name="pod-watch", daemon=True))
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: agent.stop.set())
+        signal.signal(sig, lambda *_: _stop(agent, log))
     log.info("agent_started", message=f"pulldoctor {VERSION} watching node {node or '-'}; "
              f"metrics on {host}:{server.port}", port=server.port,
              targets_static=len(config.static_targets), runtime=agent.view.runtime,
@@ -94,6 +101,32 @@ def _serve(agent: Agent, config: Any, registry: CollectorRegistry, kube: Any, no
         agent.close()
         server.close()
         for thread in threads:
-            thread.join(timeout=1.5)
+            thread.join(timeout=0.5)
         log.info("agent_stopped", message="pulldoctor stopped")
+    _exit(0)  # probe and API threads still in flight hold nothing that needs finishing
     return 0
+
+
+def _stop(agent: Agent, log: Any) -> None:
+    """Signal handler: stop gracefully, and make sure of it within :data:`STOP_SECONDS`."""
+    if agent.stop.is_set():
+        return
+    agent.stop.set()
+
+    def force() -> None:
+        log.warning("agent_stop_forced", message=f"pulldoctor did not stop within "
+                    f"{STOP_SECONDS:g}s and exits now", seconds=STOP_SECONDS)
+        _exit(0)
+    watchdog = threading.Timer(STOP_SECONDS, force)
+    watchdog.daemon = True
+    watchdog.start()
+
+
+def _exit(code: int) -> None:
+    """Exit now, without joining worker threads (a probe may be waiting out its deadline)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
