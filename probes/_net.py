@@ -23,14 +23,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dns.exception
-import dns.name
-import dns.resolver
 import httpcore
 import httpx
 from httpcore._backends.sync import SyncStream
+
+if TYPE_CHECKING:
+    import dns.resolver
 
 __all__ = [
     "DnsSettings", "NodeResolver", "Resolution", "SocketSet", "Watchdog", "WATCHDOG",
@@ -100,24 +100,50 @@ def _read_hosts(path: Path | None) -> dict[str, list[str]]:
 
 
 class NodeResolver:
-    """Resolve names as the node does: hosts file first, then the node's DNS servers."""
+    """Resolve names as the node does: hosts file first, then the node's DNS servers.
+
+    dnspython (tens of milliseconds to import) and resolv.conf are loaded by
+    :meth:`configure`, on the first name that needs the DNS servers: IP literals
+    and hosts-file names never do, so a one-shot probe of ``127.0.0.1:5000`` skips both.
+    """
 
     def __init__(self, settings: DnsSettings) -> None:
         self.settings = settings
         self._hosts = _read_hosts(settings.hosts_file)
         self._cache: dict[str, Resolution] = {}
         self._lock = threading.Lock()
-        self.config_error: str | None = None
-        self.resolver = self._make_resolver()
+        self._configure_lock = threading.Lock()
+        self._config_error: str | None = None
+        self._resolver: dns.resolver.Resolver | None = None
+
+    def configure(self) -> dns.resolver.Resolver:
+        """Load dnspython and the node's resolver configuration, once (thread-safe)."""
+        with self._configure_lock:
+            if self._resolver is None:
+                self._resolver = self._make_resolver()
+            return self._resolver
+
+    @property
+    def resolver(self) -> dns.resolver.Resolver:
+        """dnspython's resolver with the node's nameservers, search list and options."""
+        return self._resolver or self.configure()
+
+    @property
+    def config_error(self) -> str | None:
+        """Why resolv.conf could not be used (None when it could, or a server was given)."""
+        self.configure()
+        return self._config_error
 
     def _make_resolver(self) -> dns.resolver.Resolver:
+        import dns.resolver  # deferred: see the class docstring
+
         override = self.settings.server_address()
         try:
             resolver = dns.resolver.Resolver(filename=str(self.settings.resolv_conf), configure=True)
         except (dns.resolver.NoResolverConfiguration, OSError, ValueError) as exc:
             resolver = dns.resolver.Resolver(configure=False)
             if override is None:
-                self.config_error = f"cannot use {self.settings.resolv_conf}: {exc}"
+                self._config_error = f"cannot use {self.settings.resolv_conf}: {exc}"
         if override is not None:
             resolver.nameservers = [override[0]]
             resolver.port = override[1]
@@ -150,6 +176,13 @@ class NodeResolver:
         if host in self._hosts:
             found = self._hosts[host]
             return Resolution(host, tuple(found[:MAX_ADDRESSES]), "hosts file", total=len(found))
+        return self._query(host, timeout)
+
+    def _query(self, host: str, timeout: float) -> Resolution:
+        """Ask the node's DNS servers for A, then AAAA records, within ``timeout``."""
+        import dns.exception
+        import dns.resolver
+
         if self.config_error:
             raise dns.resolver.NoNameservers()
         deadline = time.monotonic() + max(timeout, 0.01)
@@ -179,6 +212,9 @@ class NodeResolver:
 
 def _most_telling(errors: list[BaseException]) -> BaseException:
     """Pick the error that explains an empty answer best: NXDOMAIN, then timeouts, then any."""
+    import dns.exception
+    import dns.resolver
+
     for kind in (dns.resolver.NXDOMAIN, dns.exception.Timeout, dns.resolver.NoNameservers):
         for exc in errors:
             if isinstance(exc, kind):

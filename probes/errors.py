@@ -13,17 +13,24 @@ the per-layer overrides are part of the table. Unknown exceptions map to
 from __future__ import annotations
 
 import errno
+import functools
 import ssl
+import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-import dns.exception
-import dns.resolver
 import h11
 import httpx
 
 from probes.codes import Code
 
 __all__ = ["diagnose_exception", "EXCEPTION_TABLE", "describe_exception"]
+
+Entry = tuple[type[BaseException], object]
+
+if TYPE_CHECKING:
+    #: The whole table, built on first access by the module ``__getattr__`` below.
+    EXCEPTION_TABLE: tuple[Entry, ...]
 
 # OpenSSL X509_V_ERR_* verify codes we tell apart.
 _VERIFY_CODES: dict[int, Code] = {
@@ -92,16 +99,31 @@ def _proxy_error_code(exc: BaseException) -> Code:
     return Code.PROXY_AUTH_REQUIRED if text.startswith(("407", "401")) else Code.PROXY_REFUSED
 
 
-#: (exception type, code or function of the exception), most specific first.
-#: A ``None`` code from a function means "look further down the table".
-EXCEPTION_TABLE: tuple[tuple[type[BaseException], object], ...] = (
-    (dns.resolver.NXDOMAIN, Code.DNS_NXDOMAIN),
-    (dns.resolver.LifetimeTimeout, Code.DNS_TIMEOUT),
-    (dns.exception.Timeout, Code.DNS_TIMEOUT),
-    (dns.resolver.NoNameservers, Code.DNS_FAILURE),
-    (dns.resolver.NoAnswer, Code.DNS_FAILURE),
-    (dns.resolver.YXDOMAIN, Code.DNS_FAILURE),
-    (dns.exception.DNSException, Code.DNS_FAILURE),
+# The table: (exception type, code or function of the exception), most specific first.
+# A ``None`` code from a function means "look further down the table". It is kept in
+# two parts so that a probe that never resolved a name never imports dnspython (tens of
+# milliseconds): no dnspython exception can exist before dnspython is imported, and none
+# of its exceptions is related to a type of the other part, so the order across the
+# parts cannot change a result. ``EXCEPTION_TABLE`` is the whole table, dnspython first.
+
+
+@functools.cache
+def _dns_entries() -> tuple[Entry, ...]:
+    import dns.exception
+    import dns.resolver
+
+    return (
+        (dns.resolver.NXDOMAIN, Code.DNS_NXDOMAIN),
+        (dns.resolver.LifetimeTimeout, Code.DNS_TIMEOUT),
+        (dns.exception.Timeout, Code.DNS_TIMEOUT),
+        (dns.resolver.NoNameservers, Code.DNS_FAILURE),
+        (dns.resolver.NoAnswer, Code.DNS_FAILURE),
+        (dns.resolver.YXDOMAIN, Code.DNS_FAILURE),
+        (dns.exception.DNSException, Code.DNS_FAILURE),
+    )
+
+
+_OTHER_ENTRIES: tuple[Entry, ...] = (
     (ssl.SSLCertVerificationError, _ssl_cert_code),
     (ssl.SSLEOFError, Code.EOF_OR_RESET),
     (ssl.SSLZeroReturnError, Code.EOF_OR_RESET),
@@ -136,6 +158,19 @@ EXCEPTION_TABLE: tuple[tuple[type[BaseException], object], ...] = (
 )
 
 
+def _entries() -> tuple[Entry, ...]:
+    """The table as far as it can match now (dnspython's part once dnspython is loaded)."""
+    if "dns.exception" in sys.modules:
+        return _dns_entries() + _OTHER_ENTRIES
+    return _OTHER_ENTRIES
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EXCEPTION_TABLE":
+        return _dns_entries() + _OTHER_ENTRIES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     """The exception and its causes, innermost last, cycle-safe and bounded."""
     seen: set[int] = set()
@@ -147,7 +182,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _lookup(exc: BaseException) -> Code | None:
-    for exc_type, mapped in EXCEPTION_TABLE:
+    for exc_type, mapped in _entries():
         if isinstance(exc, exc_type):
             code = mapped(exc) if callable(mapped) and not isinstance(mapped, Code) else mapped
             if code is not None:
