@@ -1,4 +1,4 @@
-"""Process hygiene of ``pulldoctor agent``: it stops on SIGTERM, and its queues and pool are bounded.
+"""Process hygiene of ``pulldoctor agent``: it stops on SIGTERM; its queues and pool are bounded.
 
 The SIGTERM tests run the real agent as a subprocess (kubeconfig to the fake API,
 configuration pointing at the registry fleet), once idle and once while probes
