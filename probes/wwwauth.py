@@ -69,16 +69,22 @@ def parse_www_authenticate(headers: str | list[str]) -> list[Challenge]:
     values = [headers] if isinstance(headers, str) else list(headers)
     challenges: list[Challenge] = []
     for value in values:
-        challenges.extend(_parse_one(value[:MAX_HEADER]))
+        challenges.extend(_parse_one(_bounded(value)))
         if len(challenges) >= MAX_CHALLENGES:
             break
     return challenges[:MAX_CHALLENGES]
+
+
+def _bounded(value: str) -> str:
+    """The first MAX_HEADER characters, without the list element the cut split in two."""
+    return value if len(value) <= MAX_HEADER else value[:MAX_HEADER].rsplit(",", 1)[0]
 
 
 def _parse_one(value: str) -> list[Challenge]:
     out: list[Challenge] = []
     scheme: str | None = None
     params: dict[str, str] = {}
+    after_scheme = False
 
     def flush() -> None:
         if scheme is not None:
@@ -88,13 +94,16 @@ def _parse_one(value: str) -> list[Challenge]:
         if len(out) >= MAX_CHALLENGES:
             break
         kind = match.lastgroup
+        # a token68 only ever follows its scheme; a lone token after a comma is a new scheme
+        new_scheme = kind == "scheme" or (kind == "t68" and not after_scheme)
         if kind == "param" and scheme is not None:
             name = (match.group("pname") or "").lower()
             if len(params) < MAX_PARAMS and name not in params:
                 params[name] = _unquote(match.group("pvalue") or "")
-        elif kind == "scheme" or (kind == "t68" and scheme is None):
+        elif new_scheme:
             flush()
             scheme, params = (match.group(kind) or "").lower(), {}
+        after_scheme = new_scheme
         # commas, token68 credentials and junk characters carry no information we use
     flush()
     return out
