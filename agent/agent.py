@@ -503,8 +503,9 @@ class Agent:
         record.last_event_at = now
         cause, f = record.cause, record.failure
         message = f"{cause.message} Fix: {cause.remediation}"
-        self._submit_once(("post_event", f.uid, f.container, f.image), self._send_event,
-                          record, message)
+        # one post per failure and cause: a new cause is posted even while the last one is
+        self._submit_once(("post_event", f.uid, f.container, f.image, cause.code.value,
+                           cause.verdict), self._send_event, record, message)
 
     def _send_event(self, record: FailureRecord, message: str) -> None:
         """Post the Event; when the API refuses, leave it for :meth:`_retry_events`."""
