@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from probes.state import ProbeState
 
-__all__ = ["Exchange", "exchange", "registry_errors", "rate_limit_evidence", "MAX_BODY"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["Exchange", "exchange", "registry_errors", "rate_limit_evidence", "MAX_BODY",
+           "prepare"]
 
 #: Bytes read at most from an ordinary response body (errors, /v2/, token).
 MAX_BODY = 256 * 1024
@@ -46,9 +48,17 @@ class Exchange:
             return None
 
 
+def prepare() -> None:
+    """Load the HTTP stack (httpx, httpcore, h11): the engine calls this before the clock of
+    a layer that sends requests, so the import is not counted as the registry's time."""
+    import probes._transport  # noqa: F401
+
+
 def exchange(state: ProbeState, method: str, url: str, *, headers: dict[str, str] | None = None,
              limit: int = MAX_BODY, **kwargs: Any) -> Exchange:
     """Send one request through the probe's client and read at most ``limit`` body bytes."""
+    import httpx  # loaded by prepare()
+
     client = state.client()
     request = client.build_request(method, url, headers=headers, timeout=state.http_timeout(),
                                    **kwargs)

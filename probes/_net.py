@@ -1,5 +1,5 @@
-"""The node's view of the network: its resolver, sockets we can cut at a deadline, and
-an httpx transport that dials through both.
+"""The node's view of the network: its resolver and sockets we can cut at a deadline
+(:mod:`probes._transport` is the httpx transport that dials through both).
 
 Why this exists: httpx resolves names with the process's own resolver and has no
 overall deadline (its timeouts restart with every read). A probe must instead
@@ -8,7 +8,8 @@ server) and must end by its deadline even when a hostile server drips one byte a
 second. So every socket a probe opens is registered with a :class:`SocketSet`,
 and a single :class:`Watchdog` thread shuts those sockets down when the
 deadline passes, which wakes any blocked read. This module refuses to guess a
-timeout of its own: the caller always passes one.
+timeout of its own: the caller always passes one. It does not import httpx, so a
+probe that fails before any HTTP layer never loads the HTTP stack.
 """
 
 from __future__ import annotations
@@ -17,24 +18,19 @@ import heapq
 import ipaddress
 import itertools
 import socket
-import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import httpcore
-import httpx
-from httpcore._backends.sync import SyncStream
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import dns.resolver
 
 __all__ = [
     "DnsSettings", "NodeResolver", "Resolution", "SocketSet", "Watchdog", "WATCHDOG",
-    "NodeBackend", "build_client", "is_ip", "MAX_ADDRESSES",
+    "connect", "is_ip", "MAX_ADDRESSES",
 ]
 
 #: Addresses kept from one answer; a hostile DNS server may send hundreds.
@@ -325,96 +321,3 @@ def connect(address: str, port: int, timeout: float, sockets: SocketSet) -> sock
         sock.close()
         raise
     return sock
-
-
-class NodeBackend(httpcore.NetworkBackend):
-    """httpcore backend that resolves with the node's resolver and registers its sockets."""
-
-    def __init__(self, resolver: NodeResolver, sockets: SocketSet,
-                 default_timeout: Callable[[], float]) -> None:
-        self._resolver = resolver
-        self._sockets = sockets
-        self._default_timeout = default_timeout
-
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                    local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        budget = timeout if timeout is not None else self._default_timeout()
-        resolution = self._resolver.resolve(host, budget)
-        last: BaseException | None = None
-        for address in resolution.addresses:
-            try:
-                sock = connect(address, port, budget, self._sockets)
-            except TimeoutError as exc:
-                raise httpcore.ConnectTimeout(str(exc) or "connect timed out") from exc
-            except OSError as exc:
-                last = exc
-                continue
-            return SyncStream(sock)
-        assert last is not None
-        raise httpcore.ConnectError(str(last)) from last
-
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        raise httpcore.ConnectError("unix sockets are not used by probes")
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
-class _RoutingTransport(httpx.BaseTransport):
-    """Send each request directly or through the proxy the node's runtime would use for it."""
-
-    def __init__(self, ssl_context: ssl.SSLContext, backend: NodeBackend,
-                 proxy_for: Callable[[str, str, int | None], str | None] | None) -> None:
-        self._ssl_context = ssl_context
-        self._backend = backend
-        self._proxy_for = proxy_for
-        self._direct = self._transport(None)
-        self._proxied: dict[str, httpx.HTTPTransport] = {}
-
-    def _transport(self, proxy: str | None) -> httpx.HTTPTransport:
-        transport = httpx.HTTPTransport(verify=self._ssl_context, trust_env=False, retries=0)
-        # httpx has no public hook for a network backend; the pool is swapped for one that
-        # dials through the node's resolver (the only private attribute this project touches).
-        if proxy is None:
-            transport._pool = httpcore.ConnectionPool(
-                ssl_context=self._ssl_context, network_backend=self._backend, max_connections=4,
-                retries=0)
-        else:
-            url = httpx.URL(proxy)
-            auth = (url.username, url.password) if url.username else None
-            transport._pool = httpcore.HTTPProxy(
-                proxy_url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port,
-                                       target=b"/"),
-                proxy_auth=auth, ssl_context=self._ssl_context, network_backend=self._backend,
-                max_connections=4)
-        return transport
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        proxy = None
-        if self._proxy_for is not None:
-            proxy = self._proxy_for(request.url.scheme, request.url.host, request.url.port)
-        if proxy is None:
-            return self._direct.handle_request(request)
-        if proxy not in self._proxied:
-            self._proxied[proxy] = self._transport(proxy)
-        return self._proxied[proxy].handle_request(request)
-
-    def close(self) -> None:
-        self._direct.close()
-        for transport in self._proxied.values():
-            transport.close()
-
-
-def build_client(ssl_context: ssl.SSLContext, backend: NodeBackend,
-                 proxy_for: Callable[[str, str, int | None], str | None] | None,
-                 timeout: float, user_agent: str) -> httpx.Client:
-    """An httpx client that sees the network as the node's runtime does."""
-    return httpx.Client(
-        transport=_RoutingTransport(ssl_context, backend, proxy_for),
-        timeout=httpx.Timeout(timeout),
-        follow_redirects=False,
-        trust_env=False,
-        headers={"User-Agent": user_agent},
-    )

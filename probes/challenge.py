@@ -9,6 +9,7 @@ parsed challenges are kept for the token layer.
 from __future__ import annotations
 
 from probes._http import base_evidence, exchange
+from probes._http import prepare as prepare  # HTTP stack, loaded by the engine
 from probes.codes import Code
 from probes.result import LayerResult
 from probes.state import ProbeState, failed, ok

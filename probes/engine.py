@@ -1,13 +1,13 @@
 """Walk the layers in order, give each its share of the deadline, stop at the first failure.
 
 The layer table is the single list of what a probe does; adding a layer is one
-module with ``NAME`` and ``run(state) -> LayerResult``, and one entry here. The
-engine owns time: it arms the watchdog so a layer that blocks past its deadline
-has its sockets shut down, and it turns an exhausted overall deadline into a
-``timeout`` diagnosis. With a :class:`~probes.cache.ProbeCache` the
-endpoint-level layers run once per endpoint and cycle and are shared. It never
-lets a target's failure escape as an exception; only programming errors
-propagate.
+module with ``NAME`` and ``run(state) -> LayerResult`` (optionally ``prepare()``, its
+deferred imports, run outside the layer's clock), and one entry here. The engine owns
+time: it arms the watchdog so a layer that blocks past its deadline has its sockets
+shut down, and it turns an exhausted overall deadline into a ``timeout`` diagnosis.
+With a :class:`~probes.cache.ProbeCache` the endpoint-level layers run once per
+endpoint and cycle and are shared. It never lets a target's failure escape as an
+exception; only programming errors propagate.
 """
 
 from __future__ import annotations
@@ -143,7 +143,21 @@ def _credential_label(state: ProbeState) -> str | None:
     return f"{cred.source} key {cred.key}" if cred else None
 
 
+def _prepare(module: ModuleType, state: ProbeState) -> None:
+    """Run the layer's optional ``prepare()`` (its deferred imports) before its clock starts.
+
+    Imports that a probe may never need (the HTTP stack) are deferred until a layer needs
+    them; the deadline moves by the time they take, so the target still gets all of it.
+    """
+    prepare = getattr(module, "prepare", None)
+    if prepare is not None:
+        began = time.monotonic()
+        prepare()
+        state.deadline += time.monotonic() - began
+
+
 def _run_layer(module: ModuleType, state: ProbeState, share: float) -> LayerResult:
+    _prepare(module, state)
     now = time.monotonic()
     remaining = state.deadline - now
     if remaining <= 0:

@@ -19,9 +19,6 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import h11
-import httpx
-
 from probes.codes import Code
 
 __all__ = ["diagnose_exception", "EXCEPTION_TABLE", "describe_exception"]
@@ -100,11 +97,12 @@ def _proxy_error_code(exc: BaseException) -> Code:
 
 
 # The table: (exception type, code or function of the exception), most specific first.
-# A ``None`` code from a function means "look further down the table". It is kept in
-# two parts so that a probe that never resolved a name never imports dnspython (tens of
-# milliseconds): no dnspython exception can exist before dnspython is imported, and none
-# of its exceptions is related to a type of the other part, so the order across the
-# parts cannot change a result. ``EXCEPTION_TABLE`` is the whole table, dnspython first.
+# A ``None`` code from a function means "look further down the table". dnspython's and
+# the HTTP stack's parts are built only once that library is loaded, so that a probe
+# that never resolved a name or sent a request does not import them (tens of
+# milliseconds each): none of a library's exceptions can exist before it is imported,
+# and none is related to a type of another part, so the parts' order cannot change a
+# result. ``EXCEPTION_TABLE`` is the whole table, in this order.
 
 
 @functools.cache
@@ -123,7 +121,7 @@ def _dns_entries() -> tuple[Entry, ...]:
     )
 
 
-_OTHER_ENTRIES: tuple[Entry, ...] = (
+_SOCKET_ENTRIES: tuple[Entry, ...] = (
     (ssl.SSLCertVerificationError, _ssl_cert_code),
     (ssl.SSLEOFError, Code.EOF_OR_RESET),
     (ssl.SSLZeroReturnError, Code.EOF_OR_RESET),
@@ -135,39 +133,51 @@ _OTHER_ENTRIES: tuple[Entry, ...] = (
     (BrokenPipeError, Code.EOF_OR_RESET),
     (TimeoutError, Code.TIMEOUT),
     (EOFError, Code.EOF_OR_RESET),
-    (httpx.ProxyError, _proxy_error_code),
-    (httpx.ConnectTimeout, Code.TCP_TIMEOUT),
-    (httpx.TimeoutException, Code.TIMEOUT),
-    (h11.RemoteProtocolError, _h11_code),
-    (httpx.RemoteProtocolError, Code.EOF_OR_RESET),
-    (httpx.LocalProtocolError, Code.UNKNOWN),
-    (httpx.DecodingError, Code.REGISTRY_NOT_V2),
-    (httpx.TooManyRedirects, Code.REGISTRY_NOT_V2),
-    (httpx.UnsupportedProtocol, Code.REGISTRY_NOT_V2),
-    (httpx.ConnectError, Code.UNKNOWN),
-    (httpx.ReadError, Code.EOF_OR_RESET),
-    (httpx.WriteError, Code.EOF_OR_RESET),
-    (httpx.CloseError, Code.EOF_OR_RESET),
-    (httpx.NetworkError, Code.EOF_OR_RESET),
-    (httpx.InvalidURL, Code.UNKNOWN),
-    (httpx.ProtocolError, Code.EOF_OR_RESET),
-    (httpx.TransportError, Code.UNKNOWN),
-    (httpx.RequestError, Code.UNKNOWN),
-    (httpx.HTTPError, Code.UNKNOWN),  # incl. HTTPStatusError: probes never raise_for_status
-    (OSError, _oserror_code),
 )
 
 
+@functools.cache
+def _http_entries() -> tuple[Entry, ...]:
+    import h11
+    import httpx
+
+    return (
+        (httpx.ProxyError, _proxy_error_code),
+        (httpx.ConnectTimeout, Code.TCP_TIMEOUT),
+        (httpx.TimeoutException, Code.TIMEOUT),
+        (h11.RemoteProtocolError, _h11_code),
+        (httpx.RemoteProtocolError, Code.EOF_OR_RESET),
+        (httpx.LocalProtocolError, Code.UNKNOWN),
+        (httpx.DecodingError, Code.REGISTRY_NOT_V2),
+        (httpx.TooManyRedirects, Code.REGISTRY_NOT_V2),
+        (httpx.UnsupportedProtocol, Code.REGISTRY_NOT_V2),
+        (httpx.ConnectError, Code.UNKNOWN),
+        (httpx.ReadError, Code.EOF_OR_RESET),
+        (httpx.WriteError, Code.EOF_OR_RESET),
+        (httpx.CloseError, Code.EOF_OR_RESET),
+        (httpx.NetworkError, Code.EOF_OR_RESET),
+        (httpx.InvalidURL, Code.UNKNOWN),
+        (httpx.ProtocolError, Code.EOF_OR_RESET),
+        (httpx.TransportError, Code.UNKNOWN),
+        (httpx.RequestError, Code.UNKNOWN),
+        (httpx.HTTPError, Code.UNKNOWN),  # incl. HTTPStatusError: probes never raise_for_status
+    )
+
+
+_LAST_ENTRIES: tuple[Entry, ...] = ((OSError, _oserror_code),)
+
+
 def _entries() -> tuple[Entry, ...]:
-    """The table as far as it can match now (dnspython's part once dnspython is loaded)."""
-    if "dns.exception" in sys.modules:
-        return _dns_entries() + _OTHER_ENTRIES
-    return _OTHER_ENTRIES
+    """The table as far as it can match now: a library's part once that library is loaded."""
+    loaded = sys.modules
+    dns_part = _dns_entries() if "dns.exception" in loaded else ()
+    http_part = _http_entries() if "httpx" in loaded or "h11" in loaded else ()
+    return dns_part + _SOCKET_ENTRIES + http_part + _LAST_ENTRIES
 
 
 def __getattr__(name: str) -> Any:
     if name == "EXCEPTION_TABLE":
-        return _dns_entries() + _OTHER_ENTRIES
+        return _dns_entries() + _SOCKET_ENTRIES + _http_entries() + _LAST_ENTRIES
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

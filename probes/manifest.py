@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from probes._http import Exchange, base_evidence, exchange, registry_errors
+from probes._http import prepare as prepare  # HTTP stack, loaded by the engine
 from probes.challenge import status_code
 from probes.codes import Code
 from probes.result import LayerResult

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from probes._net import DnsSettings, NodeBackend, NodeResolver, SocketSet, build_client
+from probes._net import DnsSettings, NodeResolver, SocketSet
 from probes.codes import Code
 from probes.credentials import Credential, Keyring
 
 if TYPE_CHECKING:
+    import httpx
+
     from probes.cache import ProbeCache
 from probes.reference import Reference
 from probes.result import LayerResult, Status
@@ -173,6 +173,8 @@ class ProbeState:
     def client(self) -> httpx.Client:
         """The probe's HTTP client: node resolver, node proxy, the verified TLS context."""
         if self._client is None:
+            from probes._transport import NodeBackend, build_client  # the HTTP stack
+
             context = self.ssl_context or ssl.create_default_context()
             backend = NodeBackend(self.resolver, self.sockets, self.time_left)
             self._client = build_client(context, backend, self.options.proxy_for,
@@ -180,6 +182,8 @@ class ProbeState:
         return self._client
 
     def http_timeout(self) -> httpx.Timeout:
+        import httpx  # loaded by client() already
+
         return httpx.Timeout(max(self.time_left(), 0.001))
 
     def close(self) -> None:

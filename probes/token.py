@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from probes._http import Exchange, base_evidence, exchange
+from probes._http import prepare as prepare  # HTTP stack, loaded by the engine
 from probes.cache import CachedToken, fingerprint
 from probes.challenge import status_code
 from probes.codes import Code
