@@ -195,8 +195,11 @@ class Agent:
 
     def _pod_changed(self, previous: Pod | None, pod: Pod | None) -> None:
         if pod is None:
-            for key in [k for k in self._failures if k[0] == (previous.uid if previous else "")]:
+            uid = previous.uid if previous else ""
+            for key in [k for k in self._failures if k[0] == uid]:
                 self._resolve_failure(key, "pod deleted")
+            for seen in [k for k in self._seen_events if k[0] == uid]:
+                del self._seen_events[seen]  # event counts die with their pod
             return
         waiting = {(pod.uid, c.name, c.image): c for c in pod.containers
                    if c.waiting_reason in PULL_WAITING_REASONS}

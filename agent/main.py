@@ -33,7 +33,7 @@ __all__ = ["run_agent", "STOP_SECONDS"]
 
 VERSION = "0.1.0"
 #: Longest time from SIGTERM/SIGINT to exit (the DaemonSet's grace period is 10 s).
-STOP_SECONDS = 1.5
+STOP_SECONDS = 1.0
 
 
 def _kube(args: argparse.Namespace) -> Any:

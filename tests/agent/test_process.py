@@ -216,6 +216,30 @@ def test_sigterm_with_probes_hanging_on_silent_and_blackhole_ports(
     assert seconds < STOP_LIMIT and agent.proc.returncode == 0, (seconds, agent.output()[-2000:])
 
 
+def test_sigterm_while_the_loop_waits_on_a_slow_api(fleet: Fleet, fake: FakeKube,
+                                                   tmp_path: Path) -> None:
+    """SIGTERM while the loop is stuck reading a new Secret from an API that takes 8 s to answer
+    still ends the process within 2 s (the watchdog exits and says so)."""
+    populate(fake, fleet)
+    agent = AgentProcess.start(fleet, fake.url, tmp_path)
+    try:
+        agent.wait_ready()
+        fake.set_latency(8)
+        fake.add_secret("shop", "fresh", {".dockerconfigjson": b'{"auths": {}}'})
+        fake.add_pod(make_pod("newcomer", "shop", NODE, ["registry.example.com/a:v1"],
+                              image_pull_secrets=["fresh"],
+                              waiting={"app": ("ErrImagePull", "failed")}))
+        assert wait_for(lambda: any(r.kind == "get secrets" and r.path.endswith("/fresh")
+                                    for r in fake.requests), timeout=10)
+        seconds = agent.terminate()
+    finally:
+        fake.set_latency(0)
+        agent.kill()
+    print(f"\n[sigterm] loop blocked on an 8 s API call: exited in {seconds:.2f}s")
+    assert seconds < STOP_LIMIT and agent.proc.returncode == 0, (seconds, agent.output()[-2000:])
+    assert agent.events("agent_stop_forced")
+
+
 # --------------------------------------------------------------------------- bounds
 
 
@@ -261,7 +285,7 @@ def test_pod_update_flood_costs_memory_per_pod_not_per_update(tmp_path: Path) ->
         print(f"\n[flood] 1,000 updates: {small / 1024:.0f} KiB held; 10,000 updates: "
               f"{large / 1024:.0f} KiB held")
         assert len(agent._pending) == 50
-        assert large - small < 64 * 1024, (small, large)
+        assert large - small < 256 * 1024, (small, large)  # was +5 MiB with a FIFO queue
         agent._drain()
         messages = {r.failure.message for r in agent._failures.values()}
         assert messages == {"attempt 199 failed"}
@@ -307,6 +331,23 @@ def test_relist_split_across_drains_keeps_listed_pods(tmp_path: Path) -> None:
         agent.on_pod("RELISTED", None)
         agent._drain()
         assert set(agent._pods) == {a.uid}
+    finally:
+        agent.close()
+
+
+def test_deleted_pods_leave_no_state_behind(tmp_path: Path) -> None:
+    """Pods that come, fail and go leave no pod, failure or event count behind."""
+    agent, _ = _offline_agent(tmp_path)
+    try:
+        for round_ in range(50):
+            (pod,) = _pods(1, round_)
+            pod = replace(pod, uid=f"churn-{round_}")
+            agent.on_pod("ADDED", pod)
+            agent._drain()
+            agent._seen_events[(pod.uid, f"{pod.name}.event")] = 1  # as _read_events counts
+            agent.on_pod("DELETED", replace(pod, deleted=True))
+            agent._drain()
+        assert not agent._pods and not agent._failures and not agent._seen_events
     finally:
         agent.close()
 
