@@ -57,11 +57,14 @@ def run_probe(reference: Reference, target: Target, options: ProbeOptions, *,
               resolver: NodeResolver | None = None, cache: ProbeCache | None = None,
               on_layer: OnLayer = None) -> ProbeReport:
     """Probe ``reference`` through ``target``; always returns a report."""
+    started = time.monotonic()
     report = _run_once(reference, target, options, resolver, cache, on_layer)
     if target.http_fallback and report.code is Code.TLS_PLAIN_HTTP:
-        # containerd's localhost default: HTTPS first, plain HTTP when the port speaks HTTP
+        # containerd's localhost default: HTTPS first, plain HTTP when the port speaks HTTP;
+        # the retry gets what is left of the caller's deadline, not a deadline of its own
+        left = max(options.timeout - (time.monotonic() - started), 0.0)
         return _run_once(reference, replace(target, scheme="http", http_fallback=False),
-                         options, resolver, cache, on_layer)
+                         replace(options, timeout=left), resolver, cache, on_layer)
     return report
 
 

@@ -33,7 +33,7 @@ __all__ = [
     "LOOPBACK", "OCI_INDEX", "OCI_MANIFEST", "API_HEADER", "Connection", "Handler",
     "HostileServer", "Registry", "Request", "Route", "big_header", "drip_head",
     "endless_body", "many_params_challenge", "redirect", "sized_body", "tls_cut_handshake",
-    "tls_garbage", "tls_then_silent", "response_head",
+    "tls_garbage", "tls_then_silent", "response_head", "late_plain_http",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -84,6 +84,10 @@ class Connection:
 
     def recv(self, size: int = 65536) -> bytes:
         return self.sock.recv(size)
+
+    def peek(self) -> bytes:
+        """The first byte the client sent, left in the socket for the handler."""
+        return self.sock.recv(1, socket.MSG_PEEK)
 
     def read_request(self) -> Request | None:
         """The next request head (and discard its body); None when the peer is gone."""
@@ -429,4 +433,17 @@ def tls_then_silent(context: ssl.SSLContext) -> Handler:
     def handler(conn: Connection) -> None:
         conn.start_tls(context)
         conn.hold()
+    return handler
+
+
+def late_plain_http(delay: float, http: Handler) -> Handler:
+    """Answer a ClientHello after ``delay`` seconds with an HTTP error; serve HTTP with ``http``."""
+    def handler(conn: Connection) -> None:
+        if conn.peek() != b"\x16":  # not a TLS handshake record: a plain HTTP client
+            http(conn)
+            return
+        _read_client_hello(conn)
+        if conn.pause(delay):
+            conn.send(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            conn.hold()
     return handler

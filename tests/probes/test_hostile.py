@@ -48,8 +48,8 @@ from tests.fleet.dnsserver import BIG_COUNT, big_addresses
 from tests.probes.conftest import ProbeFn
 from tests.probes.hostile import (
     API_HEADER, OCI_INDEX, OCI_MANIFEST, HostileServer, Registry, big_header, drip_head,
-    endless_body, many_params_challenge, redirect, sized_body, tls_cut_handshake, tls_garbage,
-    tls_then_silent,
+    endless_body, late_plain_http, many_params_challenge, redirect, sized_body,
+    tls_cut_handshake, tls_garbage, tls_then_silent,
 )
 
 TIMEOUT = 2.0
@@ -351,6 +351,20 @@ def test_tls_then_no_http_answer(env: Env) -> None:
     _check("tls-then-silent", report, seconds, Code.TIMEOUT, "challenge")
     tls = report.layer("tls")
     assert tls is not None and tls.status is Status.OK
+
+
+def test_http_fallback_keeps_the_callers_deadline(env: Env) -> None:
+    """containerd's plain-HTTP retry of a loopback port runs in what is left of the deadline."""
+    registry = Registry(routes={"manifest": drip_head(200, [("Content-Type", OCI_MANIFEST)])})
+    with HostileServer(late_plain_http(0.7, registry)) as server:
+        target = Target("https", "127.0.0.1", server.port, skip_verify=True, http_fallback=True)
+        started = time.monotonic()
+        report = run_probe(parse_reference(f"{server.netloc}/test/hello:v1"), target,
+                           _options(env))
+        seconds = time.monotonic() - started
+    _check("http-fallback-late-tls-answer", report, seconds, Code.TIMEOUT, "manifest")
+    assert report.endpoint.startswith("http://")
+    assert seconds <= TIMEOUT + 0.5  # one deadline for both attempts, not one each
 
 
 # --------------------------------------------------------------------------- DNS
