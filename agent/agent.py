@@ -477,7 +477,8 @@ class Agent:
                           provider=provider, works_with=self._works_with(record))
         previous = record.cause
         record.cause = cause
-        if previous is not None and (previous.code, previous.verdict) == (cause.code, cause.verdict):
+        if previous is not None and \
+                (previous.code, previous.verdict) == (cause.code, cause.verdict):
             return
         f = record.failure
         self.log.error("pull_diagnosed", message=cause.message, namespace=f.namespace, pod=f.pod,

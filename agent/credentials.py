@@ -157,7 +157,7 @@ class CredentialResolver:
                 return hit[1]  # stale while it is re-read: a slow API never stalls the caller
         return self._fetch(table, key, fetch)
 
-    def _refresh_later(self, table: dict, key: tuple[str, str],
+    def _refresh_later(self, table: dict[tuple[str, str], Any], key: tuple[str, str],
                        fetch: Callable[[], object]) -> None:
         """Queue one re-read of ``key`` (called with the lock held)."""
         tag = (id(table), key)
@@ -176,7 +176,8 @@ class CredentialResolver:
         except RuntimeError:  # shut down: the stale value stays
             self._refreshing.discard(tag)
 
-    def _fetch(self, table: dict, key: tuple[str, str], fetch: Callable[[], object]) -> object:
+    def _fetch(self, table: dict[tuple[str, str], Any], key: tuple[str, str],
+               fetch: Callable[[], object]) -> object:
         now = self._clock()
         try:
             value: object = fetch()

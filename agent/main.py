@@ -29,7 +29,7 @@ from agent.config import ConfigError, load_config
 from agent.logs import configure
 from agent.metrics import Metrics
 
-__all__ = ["run_agent", "STOP_SECONDS"]
+__all__ = ["STOP_SECONDS", "run_agent"]
 
 VERSION = "0.1.0"
 #: Longest time from SIGTERM/SIGINT to exit (the DaemonSet's grace period is 10 s).

@@ -33,14 +33,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.agent.test_process import AgentProcess  # noqa: E402
-from tests.fakekube import FakeKube, make_pod  # noqa: E402
-from tests.fleet import ALICE, Fleet  # noqa: E402
-from tests.scenario import NODE, RPC, WORDS, populate  # noqa: E402
+from tests.agent.test_process import AgentProcess
+from tests.fakekube import FakeKube, make_pod
+from tests.fleet import ALICE, Fleet
+from tests.scenario import NODE, RPC, WORDS, populate
 
 __all__ = ["Sample", "main", "soak"]
 
-_RUNS = re.compile(r"^pulldoctor_probe_runs_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+_RUNS = re.compile(r"^pulldoctor_probe_runs_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
