@@ -281,6 +281,7 @@ def test_api_down_at_start_then_up(world: World) -> None:
     world.fake.start()
     diagnosed = _timed(lambda: world.diagnosed("before-start"))
     _timed(lambda: world.agent.ready()[0])
+    _timed(lambda: world.posted("before-start"))
     sampler.stop()
     _report("API down at start", diagnosis=diagnosed, ready=time.monotonic() - back)
     assert all(sampler.healthy)
@@ -305,5 +306,6 @@ def test_api_down_mid_run_keeps_known_diagnoses(world: World) -> None:
     world.fake.start()
     diagnosed = _timed(lambda: world.diagnosed("healthy"))
     _timed(lambda: world.agent.ready()[0])
+    _timed(lambda: world.posted("healthy"))
     _report("API down mid-run (3 s)", diagnosis=diagnosed, ready=time.monotonic() - back)
     assert world.diagnosis("known")["verdict"] == "agree"  # type: ignore[index]
