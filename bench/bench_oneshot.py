@@ -146,7 +146,8 @@ def check_pulldoctor(done: subprocess.CompletedProcess[bytes]) -> None:
     report = json.loads(done.stdout)
     layers = report.get("layers", [])
     if report.get("ok") is not True or len(layers) != LAYER_COUNT:
-        raise RunFailed(f"pulldoctor report not ok or not {LAYER_COUNT} layers: {_tail(done.stdout)}")
+        raise RunFailed(f"pulldoctor report not ok or not {LAYER_COUNT} layers: "
+                        f"{_tail(done.stdout)}")
     for name in ("tls", "challenge", "token", "manifest"):
         status = next((layer["status"] for layer in layers if layer["name"] == name), None)
         if status != "ok":
@@ -269,7 +270,8 @@ def report_oneshot(setup: OneShotSetup, result: OneShotResult, warmup: int) -> b
     print(wall["pulldoctor"].line("pulldoctor"))
     print(wall["skopeo"].line("skopeo"))
     verdict = "met" if ratio <= RATIO_TARGET else "MISSED"
-    print(f"  median ratio pulldoctor/skopeo: {ratio:.2f} (target <= {RATIO_TARGET:.1f}: {verdict})")
+    print(f"  median ratio pulldoctor/skopeo: {ratio:.2f} "
+          f"(target <= {RATIO_TARGET:.1f}: {verdict})")
     print("  CPU time (user + system, all threads):")
     print(cpu["pulldoctor"].line("pulldoctor"))
     print(cpu["skopeo"].line("skopeo"))
