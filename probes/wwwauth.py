@@ -93,7 +93,7 @@ def _parse_one(value: str) -> list[Challenge]:
     for match in _SCANNER.finditer(value):
         if len(out) >= MAX_CHALLENGES:
             break
-        kind = match.lastgroup
+        kind = match.lastgroup or "junk"
         # a token68 only ever follows its scheme; a lone token after a comma is a new scheme
         new_scheme = kind == "scheme" or (kind == "t68" and not after_scheme)
         if kind == "param" and scheme is not None:

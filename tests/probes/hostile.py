@@ -28,12 +28,30 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Self
 
 __all__ = [
-    "LOOPBACK", "OCI_INDEX", "OCI_MANIFEST", "API_HEADER", "Connection", "Handler",
-    "HostileServer", "Registry", "Request", "Route", "big_header", "drip_head",
-    "endless_body", "many_params_challenge", "redirect", "sized_body", "tls_cut_handshake",
-    "tls_garbage", "tls_then_silent", "response_head", "late_plain_http",
+    "API_HEADER",
+    "LOOPBACK",
+    "OCI_INDEX",
+    "OCI_MANIFEST",
+    "Connection",
+    "Handler",
+    "HostileServer",
+    "Registry",
+    "Request",
+    "Route",
+    "big_header",
+    "drip_head",
+    "endless_body",
+    "late_plain_http",
+    "many_params_challenge",
+    "redirect",
+    "response_head",
+    "sized_body",
+    "tls_cut_handshake",
+    "tls_garbage",
+    "tls_then_silent",
 ]
 
 LOOPBACK = "127.0.0.1"
@@ -165,7 +183,7 @@ class HostileServer:
     def url(self) -> str:
         return f"http://{self.netloc}"
 
-    def __enter__(self) -> HostileServer:
+    def __enter__(self) -> Self:
         self._accepter.start()
         return self
 
@@ -254,7 +272,7 @@ def _respond(conn: Connection, request: Request, status: int, body: bytes = b"",
     conn.send(head if request.method == "HEAD" else head + body)
 
 
-class drip_head:  # noqa: N801 - used like the other route factories
+class drip_head:  # lower case: used like the other route factories
     """Send the response head one byte every ``interval`` seconds; ``sent`` counts them."""
 
     def __init__(self, status: int, headers: Iterable[tuple[str, str]] = (), *,
