@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -45,7 +46,7 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def _scrub_processor(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _scrub_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
     return {key: scrub(value) for key, value in event.items()}
 
 

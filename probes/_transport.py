@@ -21,7 +21,13 @@ from httpcore._backends.sync import SyncStream
 
 from probes._net import NodeResolver, SocketSet, connect
 
-__all__ = ["NodeBackend", "build_client"]
+__all__ = ["NodeBackend", "build_client", "with_cause"]
+
+
+def with_cause(exc: BaseException, cause: BaseException) -> BaseException:
+    """Keep ``cause`` findable: httpcore's pool re-raises ``from None``, dropping __cause__."""
+    exc.pulldoctor_cause = cause  # type: ignore[attr-defined]
+    return exc
 
 
 class NodeBackend(httpcore.NetworkBackend):
@@ -43,13 +49,14 @@ class NodeBackend(httpcore.NetworkBackend):
             try:
                 sock = connect(address, port, budget, self._sockets)
             except TimeoutError as exc:
-                raise httpcore.ConnectTimeout(str(exc) or "connect timed out") from exc
+                raise with_cause(httpcore.ConnectTimeout(str(exc) or "connect timed out"),
+                                 exc) from exc
             except OSError as exc:
                 last = exc
                 continue
             return SyncStream(sock)
         assert last is not None
-        raise httpcore.ConnectError(str(last)) from last
+        raise with_cause(httpcore.ConnectError(str(last)), last) from last
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:

@@ -188,7 +188,8 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
     while current is not None and id(current) not in seen and len(seen) < 16:
         seen.add(id(current))
         yield current
-        current = current.__cause__ or current.__context__
+        current = (current.__cause__ or current.__context__
+                   or getattr(current, "pulldoctor_cause", None))
 
 
 def _lookup(exc: BaseException) -> Code | None:
