@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import urljoin, urlsplit
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from probes.state import ProbeState
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Exchange", "exchange", "registry_errors", "rate_limit_evidence", "MAX_BODY",
+__all__ = ["Exchange", "exchange", "exchange_following", "registry_errors", "rate_limit_evidence", "MAX_BODY",
            "prepare"]
 
 #: Bytes read at most from an ordinary response body (errors, /v2/, token).
@@ -79,6 +80,32 @@ def exchange(state: ProbeState, method: str, url: str, *, headers: dict[str, str
                         str(response.url))
     finally:
         response.close()
+
+
+REDIRECTS = (301, 302, 303, 307, 308)
+#: Redirects followed at most (token realms and manifests; registries use one at most).
+MAX_REDIRECTS = 3
+
+
+def exchange_following(state: ProbeState, method: str, url: str, *,
+                       headers: dict[str, str] | None = None, limit: int = MAX_BODY
+                       ) -> tuple[Exchange, list[str]]:
+    """:func:`exchange`, following up to :data:`MAX_REDIRECTS` redirects as Go's client does;
+    the Authorization header never follows to another origin. Returns the last answer and
+    the origins redirected to (a loop ends with the last 3xx answer)."""
+    headers = dict(headers or {})
+    hops: list[str] = []
+    for _ in range(MAX_REDIRECTS + 1):
+        ex = exchange(state, method, url, headers=headers, limit=limit)
+        location = ex.headers.get("location")
+        if ex.status not in REDIRECTS or not location or len(hops) >= MAX_REDIRECTS:
+            return ex, hops
+        target = urljoin(url, location)
+        if urlsplit(target)[:2] != urlsplit(url)[:2]:
+            headers.pop("Authorization", None)  # credentials never cross origins
+        hops.append("://".join(urlsplit(target)[:2]))
+        url = target
+    return ex, hops
 
 
 def registry_errors(ex: Exchange) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from probes._http import Exchange, base_evidence, exchange, registry_errors
+from probes._http import Exchange, base_evidence, exchange, exchange_following, registry_errors
 from probes._http import prepare as prepare  # HTTP stack, loaded by the engine
 from probes.challenge import status_code
 from probes.codes import Code
@@ -38,7 +38,10 @@ def _request(state: ProbeState, method: str, limit: int = 64 * 1024) -> Exchange
     if state.authorization:
         headers["Authorization"] = state.authorization
     url = f"{state.base_url()}/{ref.repository}/manifests/{ref.manifest_ref}"
-    return exchange(state, method, url, headers=headers, limit=limit)
+    ex, hops = exchange_following(state, method, url, headers=headers, limit=limit)
+    if hops:
+        state.redirects = hops  # evidence: registries may serve manifests from elsewhere
+    return ex
 
 
 def run(state: ProbeState) -> LayerResult:
@@ -47,6 +50,8 @@ def run(state: ProbeState) -> LayerResult:
         return skipped("no repository given: probed the registry only")
     ex = _request(state, "HEAD")
     evidence = base_evidence(ex)
+    if state.redirects:
+        evidence["redirected_to"] = state.redirects
     common = status_code(ex.status)
     if common is not None:
         return failed(common, f"HEAD manifest answered {ex.status}", **evidence)

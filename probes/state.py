@@ -9,6 +9,7 @@ by the engine, and :meth:`ProbeState.time_left` is the only clock layers use.
 
 from __future__ import annotations
 
+import functools
 import platform as _platform
 import ssl
 import time
@@ -123,6 +124,17 @@ class ProbeOptions:
     system_ca: bool = True
 
 
+@functools.lru_cache(maxsize=1)
+def _plain_target_context() -> ssl.SSLContext:
+    """The TLS context of a plain-HTTP target's client, built once per process.
+
+    Such a client speaks TLS only to an HTTPS token realm or redirect, with the system
+    store; loading that store costs tens of milliseconds of CPU, too much to pay on every
+    probe of a plain-HTTP endpoint. A configured SSLContext is safe to share between threads.
+    """
+    return ssl.create_default_context()
+
+
 def ok(detail: str, **evidence: Any) -> LayerResult:
     return LayerResult("", Status.OK, detail=detail, code=None, evidence=evidence)
 
@@ -161,6 +173,7 @@ class ProbeState:
         self.credential: Credential | None = None
         self.authorization: str | None = None
         self.token_grants_pull: bool | None = None
+        self.redirects: list[str] = []
         self._client: httpx.Client | None = None
 
     def time_left(self) -> float:
@@ -175,7 +188,7 @@ class ProbeState:
         if self._client is None:
             from probes._transport import NodeBackend, build_client  # the HTTP stack
 
-            context = self.ssl_context or ssl.create_default_context()
+            context = self.ssl_context or _plain_target_context()
             backend = NodeBackend(self.resolver, self.sockets, self.time_left)
             self._client = build_client(context, backend, self.options.proxy_for,
                                         self.options.timeout, self.options.user_agent)

@@ -15,9 +15,9 @@ import base64
 import json
 import time
 from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urlencode, urlsplit
 
-from probes._http import Exchange, base_evidence, exchange
+from probes._http import MAX_REDIRECTS, Exchange, base_evidence, exchange, exchange_following
 from probes._http import prepare as prepare  # HTTP stack, loaded by the engine
 from probes.cache import CachedToken, fingerprint
 from probes.challenge import status_code
@@ -30,7 +30,6 @@ from probes.wwwauth import Challenge
 
 NAME = "token"
 MAX_TOKEN_RESPONSE = 1024 * 1024
-MAX_REDIRECTS = 3
 
 
 def basic_header(cred: Credential) -> str:
@@ -114,16 +113,7 @@ def _token_request(state: ProbeState, bearer: Challenge, cred: Credential | None
         query["scope"] = scope
     url = (bearer.realm or "") + ("&" if "?" in (bearer.realm or "") else "?") + urlencode(query)
     headers = {"Authorization": basic_header(cred)} if cred is not None else {}
-    for _ in range(MAX_REDIRECTS + 1):
-        ex = exchange(state, "GET", url, headers=headers, limit=MAX_TOKEN_RESPONSE)
-        location = ex.headers.get("location")
-        if ex.status not in (301, 302, 303, 307, 308) or not location:
-            return ex
-        target = urljoin(url, location)
-        if urlsplit(target)[:2] != urlsplit(url)[:2]:
-            headers = {}  # credentials never follow a redirect to another origin
-        url = target
-    return ex
+    return exchange_following(state, "GET", url, headers=headers, limit=MAX_TOKEN_RESPONSE)[0]
 
 
 def _bearer(state: ProbeState, bearer: Challenge, creds: list[Credential],

@@ -321,16 +321,18 @@ def test_token_redirect_to_another_host_drops_credentials(env: Env) -> None:
     assert "scope=repository%3Atest%2Fhello%3Apull" in arrived.path
 
 
-def test_manifest_redirect_is_not_followed(env: Env) -> None:
-    """A 3xx to HEAD manifest is reported as it is (the probe follows no manifest redirect)."""
+def test_manifest_redirect_is_followed_without_credentials(env: Env) -> None:
+    """A 3xx to HEAD manifest is followed, as containerd's Go client does; the evidence names
+    where it went, and credentials do not follow to the other origin."""
     with HostileServer(Registry()) as other:
         registry = Registry(routes={"manifest": redirect(lambda r: f"{other.url}{r.path}")})
         with _registry_server(registry) as server:
-            report, seconds = _probe(env, server)
-    _check("manifest-302", report, seconds, Code.UNKNOWN, "manifest")
+            report, seconds = _probe(env, server, creds=True)
+    _check("manifest-302", report, seconds, Code.OK, None)
     layer = report.layer("manifest")
-    assert layer is not None and "302" in layer.detail
-    assert other.requests == []
+    assert layer is not None and layer.evidence["redirected_to"] == [other.url]
+    arrived = [r for r in other.requests if "/manifests/" in r.path]
+    assert arrived and all("authorization" not in r.headers for r in arrived)
 
 
 # --------------------------------------------------------------------------- TLS
