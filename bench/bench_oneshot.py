@@ -175,6 +175,9 @@ def machine_lines(env: Env) -> list[str]:
         f"pulldoctor command: {env.pulldoctor_kind}",
         f"bytecode: {env.bytecode}",
         f"skopeo: {skopeo.stdout.strip() or skopeo.stderr.strip()}",
+        # both commands honour it; when set, pulldoctor loads the whole bundle eagerly
+        f"SSL_CERT_FILE: {env.env.get('SSL_CERT_FILE', '(unset)')}, "
+        f"SSL_CERT_DIR: {env.env.get('SSL_CERT_DIR', '(unset)')}",
     ]
 
 
