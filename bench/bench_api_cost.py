@@ -16,6 +16,14 @@ callback the PodWatcher drives; everything it does through ``client`` (list_pod_
 get_secret, get_service_account, create_event) hits the same fake and is counted. Without
 it, the bench measures the pod watch alone.
 
+``--agent`` makes the real :class:`agent.agent.Agent` the consumer (its ``on_pod``, Secret and
+service-account reads, event listing on failures and starts, Warning Events): it starts the
+loopback fleet, pushes ``bench/app-NN`` images, points the pods at the fleet's token registry
+with a ``regcred`` Secret that pulls them (about one new generation in four names a tag that
+does not exist, so its pull failures are real), and runs the agent with the default config on a
+clock compressed like the bench's (``--scale``), so its own timers (Secret cache, probe
+interval, Event rate limit, forced-probe limit) run at their default simulated periods.
+
 Run from the repository root: ``/tmp/venv/bin/python bench/bench_api_cost.py --seconds 30``.
 """
 
@@ -26,11 +34,13 @@ import importlib
 import json
 import random
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -38,7 +48,8 @@ from agent.kube import KubeClient, OnPod, PodWatcher  # noqa: E402
 from agent.model import Pod  # noqa: E402
 from tests.fakekube import FakeKube, make_event, make_pod  # noqa: E402
 
-__all__ = ["BenchConfig", "BenchResult", "ConsumerFactory", "run_bench", "main"]
+__all__ = ["AgentConsumer", "BenchConfig", "BenchResult", "ConsumerFactory", "ImagePlan",
+           "run_bench", "main"]
 
 #: The hook: ``factory(client, node) -> on_pod``. See the module docstring.
 ConsumerFactory = Callable[[KubeClient, str], OnPod]
@@ -80,11 +91,28 @@ class BenchResult:
     cluster_requests_per_second: float = 0.0
 
 
+class ImagePlan:
+    """Which image a pod generation runs, the words of its pull failure, its pull Secret.
+
+    The default names an unreachable ``registry.example.com`` image per generation and an empty
+    docker config: enough for the pod watch alone, where nothing probes.
+    """
+
+    secret: bytes = b'{"auths":{}}'
+
+    def image(self, namespace: str, name: str, generation: int) -> str:
+        return f"registry.example.com/{namespace}/{name}:{generation}"
+
+    def failure(self, image: str) -> str:
+        return f'failed to pull "{image}"'
+
+
 class _Churn:
     """Drives pod and event changes on the fake at the configured simulated rates."""
 
-    def __init__(self, fake: FakeKube, config: BenchConfig) -> None:
+    def __init__(self, fake: FakeKube, config: BenchConfig, plan: ImagePlan | None = None) -> None:
         self.fake, self.config = fake, config
+        self.plan = plan or ImagePlan()
         self.rng = random.Random(config.seed)
         self.state: dict[str, int] = {}  # pod name -> 0 running, 1 ErrImagePull, 2 BackOff
         self.namespace: dict[str, str] = {}
@@ -97,11 +125,11 @@ class _Churn:
             self._create(f"elsewhere-{i}", f"node-{i % 50}")
         for ns in _NAMESPACES:
             self.fake.add_service_account(ns, "default", ["regcred"])
-            self.fake.add_secret(ns, "regcred", {".dockerconfigjson": b'{"auths":{}}'})
+            self.fake.add_secret(ns, "regcred", {".dockerconfigjson": self.plan.secret})
 
     def _create(self, name: str, node: str) -> None:
         ns = self.namespace.setdefault(name, self.rng.choice(_NAMESPACES))
-        images = [f"registry.example.com/{ns}/{name}:{self.generation.get(name, 0)}"]
+        images = [self.plan.image(ns, name, self.generation.get(name, 0))]
         self.fake.add_pod(make_pod(name, ns, node, images, image_pull_secrets=["regcred"]))
         self.state[name] = 0
 
@@ -116,7 +144,7 @@ class _Churn:
             self._create(name, NODE)
             return
         waiting = {
-            0: {"app": ("ErrImagePull", f'failed to pull "{image}"')},
+            0: {"app": ("ErrImagePull", self.plan.failure(image))},
             1: {"app": ("ImagePullBackOff", f'Back-off pulling image "{image}"')},
             2: {},
         }[state]
@@ -147,6 +175,86 @@ def _recorder(_client: KubeClient, _node: str) -> OnPod:
                 view[pod.uid] = pod
 
     return on_pod
+
+
+class FleetImagePlan(ImagePlan):
+    """Pods on the fleet's token registry: ``bench/app-NN`` tags, a Secret that pulls them."""
+
+    def __init__(self, fleet: Any) -> None:
+        from tests.fleet import ALICE
+        from tests.scenario import dockerconfig
+
+        self.host = fleet.registries["token"].host
+        self.secret = dockerconfig({self.host: ALICE})
+
+    def image(self, namespace: str, name: str, generation: int) -> str:
+        from bench.bench_continuous import BENCH_REPOS, BENCH_TAGS
+
+        index = sum(name.encode()) % BENCH_REPOS  # stable per pod name
+        tag = f"gone-{generation}" if generation % 4 == 3 else \
+            BENCH_TAGS[generation % len(BENCH_TAGS)]
+        return f"{self.host}/bench/app-{index:02d}:{tag}"
+
+    def failure(self, image: str) -> str:
+        from tests.scenario import RPC, WORDS
+
+        return RPC.format(img=image) + WORDS["notfound"].format(img=image)
+
+
+class AgentConsumer:
+    """The real Agent as the consumer: ``consumer(client, node)`` builds and starts it.
+
+    Default :class:`~agent.config.AgentConfig` except the node paths (the fleet's resolv.conf,
+    hosts file and certs.d, nothing else of the host); its clock runs ``scale`` times faster
+    than real time, like the bench's, so its timers keep their default simulated periods.
+    """
+
+    def __init__(self, fleet: Any, workdir: Path, scale: float) -> None:
+        self.fleet, self.workdir, self.scale = fleet, workdir, scale
+        self.agent: Any = None
+        self.log: Any = None
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, client: KubeClient, node: str) -> OnPod:
+        from prometheus_client import CollectorRegistry
+
+        from agent.agent import Agent
+        from agent.config import AgentConfig
+        from agent.metrics import Metrics
+        from tests.agent.recorder import RecordingLog
+
+        fleet, none = self.fleet, self.workdir / "absent"
+        config = AgentConfig(
+            listen_address="127.0.0.1:0", resolv_conf=fleet.resolv_conf,
+            hosts_file=fleet.hosts_file, certs_dirs=(fleet.certs_dir,), ca_bundles=(),
+            node_docker_configs=(), credential_provider_config=None, proxy_dropin_dirs=(),
+            crio_registries_conf=none, crio_registries_dir=none, host_root=none)
+        began, scale = time.monotonic(), self.scale
+
+        def clock() -> float:
+            return began + (time.monotonic() - began) * scale
+
+        self.log = RecordingLog()
+        self.agent = Agent(config, node=node, kube=client, log=self.log, clock=clock,
+                           metrics=Metrics(CollectorRegistry(), version="bench"))
+        self._thread = threading.Thread(target=self.agent.run, name="agent", daemon=True)
+        self._thread.start()
+        on_pod: OnPod = self.agent.on_pod
+        return on_pod
+
+    def close(self) -> None:
+        if self.agent is not None:
+            self.agent.close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def summary(self) -> dict[str, int]:
+        """What the agent did: log events by name, and its probe targets."""
+        counts: dict[str, int] = {}
+        for record in self.log.records if self.log else []:
+            counts[record["event"]] = counts.get(record["event"], 0) + 1
+        counts["targets"] = len(getattr(self.agent, "_targets", {}))
+        return dict(sorted(counts.items()))
 
 
 def _drive(fake: FakeKube, churn: _Churn, config: BenchConfig, stop: threading.Event) -> None:
@@ -184,10 +292,15 @@ def _poisson(rng: random.Random, mean: float) -> int:
     return count
 
 
-def run_bench(config: BenchConfig, consumer: ConsumerFactory | None = None) -> BenchResult:
-    """Run one benchmark and return its counts; see the module docstring for the hook."""
+def run_bench(config: BenchConfig, consumer: ConsumerFactory | None = None,
+              plan: ImagePlan | None = None) -> BenchResult:
+    """Run one benchmark and return its counts; see the module docstring for the hook.
+
+    A consumer with a ``close()`` method (like :class:`AgentConsumer`) is closed before the
+    fake API server stops.
+    """
     with FakeKube(bookmark_interval=_SIM_BOOKMARK_INTERVAL / config.scale) as fake:
-        churn = _Churn(fake, config)
+        churn = _Churn(fake, config, plan)
         churn.populate()
         fake.reset_log()
         stop = threading.Event()
@@ -216,6 +329,9 @@ def run_bench(config: BenchConfig, consumer: ConsumerFactory | None = None) -> B
             thread.join(10)
         elapsed = time.monotonic() - started
         open_end = fake.open_watches
+        close = getattr(consumer, "close", None)
+        if close is not None:
+            close()
         client.close()
         return _result(config, fake, watcher, elapsed, open_end)
 
@@ -289,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=BenchConfig.nodes)
     parser.add_argument("--seed", type=int, default=BenchConfig.seed)
     parser.add_argument("--consumer", help="module:factory returning on_pod (the agent hook)")
+    parser.add_argument("--agent", action="store_true",
+                        help="the real Agent as the consumer, pods on the loopback fleet")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     config = BenchConfig(
@@ -303,9 +421,31 @@ def main(argv: list[str] | None = None) -> int:
         nodes=args.nodes,
         seed=args.seed,
     )
+    if args.agent:
+        return _run_with_agent(config, args.json)
     consumer = _load_consumer(args.consumer) if args.consumer else None
     result = run_bench(config, consumer)
     print(json.dumps(asdict(result), indent=2) if args.json else _report(result))
+    return 0
+
+
+def _run_with_agent(config: BenchConfig, as_json: bool) -> int:
+    from bench.bench_continuous import push_bench_images
+    from tests.fleet import Fleet
+
+    with tempfile.TemporaryDirectory(prefix="pulldoctor-api-cost-") as tmp, \
+            Fleet.start(Path(tmp) / "fleet") as fleet:
+        push_bench_images(fleet.registries["plain"].url)
+        consumer = AgentConsumer(fleet, Path(tmp), config.scale)
+        result = run_bench(config, consumer, FleetImagePlan(fleet))
+        summary = consumer.summary()
+    if as_json:
+        print(json.dumps({**asdict(result), "agent": summary}, indent=2))
+    else:
+        print(_report(result))
+        print("consumer: the real Agent (default config, clock x"
+              f"{config.scale:g}); its log events: "
+              + ", ".join(f"{k}={v}" for k, v in summary.items()))
     return 0
 
 
