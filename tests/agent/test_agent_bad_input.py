@@ -490,10 +490,6 @@ def test_garbage_watch_lines_are_counted_and_skipped(world: World) -> None:
     assert_survived(world)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent.kube.PodWatcher._handle_line catches only ValueError from json.loads; a line nested "
-    "past the recursion limit raises RecursionError, which ends the watch as pod_watch_bug "
-    "(logged with a traceback) and drops the rest of the stream until the re-watch"))
 def test_deeply_nested_watch_line_is_skipped(world: World) -> None:
     """A watch line nested past the parser's recursion limit is counted as bad, like garbage."""
     assert wait_for(lambda: world.fake.open_watches >= 1 and world.watcher.healthy, timeout=5)
