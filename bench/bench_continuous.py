@@ -27,8 +27,17 @@ Sections (``--section``, default all):
 ``blackbox``
     ``prometheus-blackbox-exporter`` pinned to the same CPU, one ``http`` probe of each
     target's ``/v2/`` (``valid_status_codes: [200, 401]``, the fleet CA, IPv4) through
-    ``/probe``, ``--concurrency`` at a time, for ``--bb-rounds`` rounds after one warm-up
-    round; CPU per probe from ``/proc/PID/stat``.
+    ``/probe``, ``--concurrency`` at a time, after one warm-up round; CPU per probe from
+    ``/proc/PID/stat``. With ``--section all`` one round runs right after each steady agent
+    cycle (and each what-if pair), so agent and exporter are measured under the same machine
+    load; alone, ``--bb-rounds`` rounds.
+
+What-if (skip with ``--no-whatif``): after the steady cycles, pairs of cycles alternate the
+shipped code with the two agent fixes docs/scale.md proposes patched into the child's Agent
+instance (``Agent._set_registry_state`` from a per-registry index with each outcome's facts
+computed once; ``NodeView.plan`` memoised); the patched cycles must give the same diagnoses and
+the same per-registry state, and their CPU is reported beside the shipped code's in the same
+pairs. It is a measurement of the proposal, not a verdict on the shipped code.
 
 Targets (the issue "Performance and scale"): a full cycle of 500 targets within 10 s on one
 core; agent CPU per full layered probe within 2x blackbox_exporter's CPU per HTTP probe; agent
@@ -370,6 +379,8 @@ def child_main(config_path: Path, concurrency_probe: bool) -> int:
             _emit(_child_cycle(agent, cold=command == "cold"))
         elif command == "unshared":
             _emit(_child_unshared(agent))
+        elif command.startswith("whatif "):
+            _emit({"event": "whatif", "patched": apply_whatif(agent, command.endswith(" on"))})
         elif command == "parts":
             _emit(_child_parts(agent))
         elif command.startswith("profile "):
@@ -393,7 +404,8 @@ def _child_cycle(agent: Any, cold: bool) -> dict[str, Any]:
     agent.run_cycle()
     wall, cpu = time.perf_counter() - began, time.process_time() - cpu
     codes = {d["image"]: d["code"] for d in agent.diagnoses() if d["kind"] == "probe"}
-    return {"event": "cycle", "wall": wall, "cpu": cpu, "codes": codes, **proc_memory_kib()}
+    return {"event": "cycle", "wall": wall, "cpu": cpu, "codes": codes,
+            "state": _child_state(agent), **proc_memory_kib()}
 
 
 def _child_unshared(agent: Any) -> dict[str, Any]:
@@ -441,6 +453,68 @@ def _child_parts(agent: Any) -> dict[str, Any]:
             step(info)
         out[name] = time.process_time() - began
     return {"event": "parts", "cpu": out, "calls": len(infos)}
+
+
+def apply_whatif(agent: Any, on: bool) -> list[str]:
+    """Patch this Agent instance with the two fixes the report proposes (or undo the patch),
+    to measure their gain against the shipped code in the same process.
+
+    Not the shipped code: it shows what the proposals in docs/scale.md would save, with the
+    same results (the metrics and diagnoses are checked like every other cycle's).
+
+    * ``_set_registry_state``: the targets of each registry from an index rebuilt only when the
+      target set changes, and each outcome's ``ok``/rank/code computed once (outcomes are
+      immutable), instead of scanning every target and re-deriving every outcome per probe.
+    * ``NodeView.plan``: memoised per reference (the certs.d files do not change here).
+    """
+    import functools
+
+    from agent import agent as agent_module
+    from probes.codes import Code
+
+    for name in ("_set_registry_state",):
+        agent.__dict__.pop(name, None)  # back to the class's method
+    agent.view.__dict__.pop("plan", None)
+    if not on:
+        return []
+    index: dict[str, Any] = {"targets": None, "by_registry": {}}
+    memo: dict[int, tuple[Any, bool, tuple[int, str], Any]] = {}
+
+    def facts(outcome: Any) -> tuple[bool, tuple[int, str], Any]:
+        hit = memo.get(id(outcome))
+        if hit is None or hit[0] is not outcome:
+            hit = (outcome, outcome.ok, (agent_module._layer_rank(outcome), outcome.code.value),
+                   outcome.code)
+            memo[id(outcome)] = hit
+        return hit[1], hit[2], hit[3]
+
+    def set_registry_state(registry: str) -> None:
+        with agent._lock:
+            if index["targets"] is not agent._targets:
+                by: dict[str, list[Any]] = {}
+                for info in agent._targets.values():
+                    by.setdefault(info.reference.registry, []).append(info)
+                index["targets"], index["by_registry"] = agent._targets, by
+                memo.clear()
+            outcomes = [i.outcome for i in index["by_registry"].get(registry, ())
+                        if i.outcome is not None]
+        if not outcomes:
+            return
+        failing = [(rank, code) for ok, rank, code in map(facts, outcomes) if not ok]
+        if not failing:
+            agent.metrics.set_state(registry, ok=True, code=Code.OK)
+            return
+        agent.metrics.set_state(registry, ok=False, code=min(failing, key=lambda f: f[0])[1])
+
+    agent._set_registry_state = set_registry_state
+    agent.view.plan = functools.lru_cache(maxsize=4096)(agent.view.plan)
+    return ["Agent._set_registry_state (indexed)", "NodeView.plan (memoised)"]
+
+
+def _child_state(agent: Any) -> dict[str, str]:
+    """The per-registry diagnosis the metrics export, to check a patched cycle against."""
+    current = getattr(agent.metrics, "_current_code", {})
+    return {registry: getattr(code, "value", str(code)) for registry, code in current.items()}
 
 
 def _child_profile(agent: Any, out: Path) -> dict[str, Any]:
@@ -530,11 +604,13 @@ class CycleFigures:
 
 
 def run_cycles(fleet: Any, targets: list[BenchTarget], config: Path, workdir: Path,
-               cycles: int, cpu: set[int], profile: bool
+               cycles: int, cpu: set[int], profile: bool, whatif: bool,
+               between: Callable[[], None] = lambda: None
                ) -> tuple[list[CycleFigures], dict[str, Any], dict[str, Any] | None]:
     counter = RequestCounter(fleet, "pulldoctor/")
     child = Child(config, workdir, cpu)
     figures: list[CycleFigures] = []
+    state: dict[str, str] | None = None
     try:
         for index in range(cycles + 2):
             command = "cycle" if index < cycles else ("cold" if index == cycles else "unshared")
@@ -543,13 +619,40 @@ def run_cycles(fleet: Any, targets: list[BenchTarget], config: Path, workdir: Pa
             label = ("1 (cold start)" if index == 0 else str(index + 1)) if index < cycles \
                 else ("tokens dropped" if command == "cold" else "unshared probes")
             check_codes(targets, result["codes"], f"cycle {label}")
+            state = result.get("state", state)
             figures.append(CycleFigures(label, result["wall"], result["cpu"], result["VmRSS"],
                                         result["VmHWM"], counter.counts()))
+            if 0 < index < cycles:
+                between()  # a blackbox round right after each steady cycle: same load
         parts = child.ask("parts")
         prof = child.ask(f"profile {workdir / 'cycle.prof'}") if profile else None
+        if whatif:
+            figures += _whatif_cycles(child, counter, targets, state or {}, cycles - 1, between)
     finally:
         child.close()
     return figures, parts, prof
+
+
+def _whatif_cycles(child: Child, counter: RequestCounter, targets: list[BenchTarget],
+                   state: dict[str, str], pairs: int,
+                   between: Callable[[], None]) -> list[CycleFigures]:
+    """Pairs of steady cycles, the shipped code then the proposed agent fixes patched in,
+    alternating so both see the same machine; same diagnoses and registry state required."""
+    out = []
+    for index in range(pairs):
+        for on in (False, True):
+            patched = child.ask(f"whatif {'on' if on else 'off'}")["patched"]
+            counter.mark()
+            result = child.ask("cycle")
+            label = f"{'what-if' if on else 'shipped'} pair {index + 1}"
+            check_codes(targets, result["codes"], label)
+            if result["state"] != state:
+                raise RunFailed(f"{label}: the agent exports another registry state "
+                                f"({', '.join(patched) or 'shipped code'})")
+            out.append(CycleFigures(label, result["wall"], result["cpu"], result["VmRSS"],
+                                    result["VmHWM"], counter.counts()))
+        between()
+    return out
 
 
 def report_cycles(figures: list[CycleFigures], targets: int, cpu: set[int],
@@ -564,18 +667,29 @@ def report_cycles(figures: list[CycleFigures], targets: int, cpu: set[int],
               f"{_mib(f.rss_kib):>9.1f}{_mib(f.hwm_kib):>10.1f}"
               f"{total_requests(f.requests):>10}  {by}")
     steady = [f for f in figures[1:] if f.label[0].isdigit()]
+    whatif = [f for f in figures if f.label.startswith("what-if")]
+    paired = [f for f in figures if f.label.startswith("shipped pair")]
     wall = statistics.median(f.wall for f in steady)
     cpu_s = statistics.median(f.cpu for f in steady)
-    unshared = figures[-1]
+    unshared = next(f for f in figures if f.label == "unshared probes")
     print(f"  steady cycles (median of {len(steady)}): wall {wall:.2f} s, CPU {cpu_s:.2f} s, "
           f"{1000 * cpu_s / targets:.2f} ms CPU per target")
     print(f"  unshared full probes: {1000 * unshared.cpu / targets:.2f} ms CPU per probe "
           f"(all seven layers each, no shared endpoint layers or tokens)")
     print("  every target got its category's diagnosis in every cycle")
+    whatif_cpu = statistics.median(f.cpu for f in whatif) if whatif else None
+    if whatif_cpu is not None:
+        shipped_cpu = statistics.median(f.cpu for f in paired)
+        print(f"  what-if, {len(whatif)} pairs alternating with the shipped code "
+              f"(Agent._set_registry_state indexed, NodeView.plan memoised; same diagnoses and "
+              f"registry state): CPU {whatif_cpu:.2f} s per cycle = "
+              f"{1000 * whatif_cpu / targets:.2f} ms per target, against {shipped_cpu:.2f} s "
+              f"shipped in the same pairs: {100 * (1 - whatif_cpu / shipped_cpu):.0f} % less")
     steady_req = statistics.median(total_requests(f.requests) for f in steady)
     print(f"  requests per steady cycle: {steady_req:.0f} ({steady_req / targets:.2f} per target)"
           f"; cold: {total_requests(figures[0].requests)}")
     return {"wall": wall, "cpu_per_target": cpu_s / targets,
+            "whatif_per_target": (whatif_cpu / targets) if whatif_cpu is not None else None,
             "cpu_per_unshared": unshared.cpu / targets,
             "peak_mib": _mib(max(f.hwm_kib for f in figures)),
             "cold_wall": figures[0].wall}
@@ -714,7 +828,7 @@ def run_standalone(config: Path, idle_config: Path, workdir: Path, cpu: set[int]
 
 
 def run_idle(config: Path, workdir: Path, cpu: set[int], settle: float = 3.0,
-             window: float = 10.0) -> tuple[int, float, int]:
+             window: float = 20.0) -> tuple[int, float, int]:
     """RSS and CPU per second of an agent with nothing to probe."""
     with agent_process(config, workdir, cpu, "idle") as (proc, _started):
         time.sleep(settle)
@@ -738,7 +852,8 @@ def report_standalone(s: StandaloneFigures, targets: int, interval: float) -> di
     print(f"  RSS: peak {_mib(s.hwm_kib):.1f} MiB, lowest in the steady window "
           f"{_mib(s.rss_between_kib):.1f} MiB")
     print(f"  idle agent (no targets, 3 s after start): RSS {_mib(s.idle_rss_kib):.1f} MiB "
-          f"(peak {_mib(s.idle_hwm_kib):.1f}), CPU {1000 * s.idle_cpu_per_s:.2f} ms per second")
+          f"(peak {_mib(s.idle_hwm_kib):.1f}), CPU {1000 * s.idle_cpu_per_s:.2f} ms per second "
+          f"over 20 s (resolution {1000 / CLK_TCK / 20:.1f} ms/s)")
     return {"ready": s.ready_s, "cpu_per_probe": per_probe, "peak_mib": _mib(s.hwm_kib),
             "idle_mib": _mib(s.idle_rss_kib)}
 
@@ -771,53 +886,65 @@ class BlackboxFigures:
     requests: int
 
 
-def run_blackbox(fleet: Any, targets: list[BenchTarget], workdir: Path, cpu: set[int],
-                 rounds: int, concurrency: int) -> BlackboxFigures:
-    import httpx
+class Blackbox:
+    """A running blackbox_exporter pinned to the measured CPU; :meth:`round` probes every target.
 
-    from tests.fleet.sockets import allocate_ports
+    The first round is a warm-up and is not kept. Rounds can be interleaved with the agent's
+    cycles, so both are measured under the same machine load.
+    """
 
-    config = blackbox_config(fleet.ca_file, workdir / "blackbox.yml")
-    port = allocate_ports(1)[0]
-    log = open(workdir / "blackbox.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([BLACKBOX, f"--config.file={config}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                            stdout=log, stderr=subprocess.STDOUT, env=_child_env(workdir),
-                            preexec_fn=lambda: os.sched_setaffinity(0, cpu))
-    counter = RequestCounter(fleet, "Blackbox")
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/-/healthy", proc)
-        client = httpx.Client(timeout=30, trust_env=False,
-                              limits=httpx.Limits(max_connections=concurrency))
+    def __init__(self, fleet: Any, targets: list[BenchTarget], workdir: Path, cpu: set[int],
+                 concurrency: int) -> None:
+        import httpx
 
-        def probe(target: BenchTarget) -> bool:
-            r = client.get(f"http://127.0.0.1:{port}/probe",
-                           params={"module": "registry_v2", "target": target.v2_url})
-            return "\nprobe_success 1" in "\n" + r.text
+        from tests.fleet.sockets import allocate_ports
 
-        measured: list[tuple[float, float]] = []
-        successes = 0
-        with ThreadPoolExecutor(concurrency) as pool:
-            for index in range(rounds + 1):
-                counter.mark()
-                began, cpu0 = time.perf_counter(), proc_cpu_seconds(proc.pid)
-                results = list(pool.map(probe, targets))
-                wall, used = time.perf_counter() - began, proc_cpu_seconds(proc.pid) - cpu0
-                if index:  # the first round warms up
-                    measured.append((wall, used))
-                successes = sum(results)
-        requests = total_requests(counter.counts())
-        mem = proc_memory_kib(proc.pid)
-        client.close()
-    finally:
-        proc.terminate()
+        self.targets = targets
+        self.counter = RequestCounter(fleet, "Blackbox")
+        config = blackbox_config(fleet.ca_file, workdir / "blackbox.yml")
+        self.port = allocate_ports(1)[0]
+        self._log = open(workdir / "blackbox.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [BLACKBOX, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{self.port}",
+             "--log.level=warn"], stdout=self._log, stderr=subprocess.STDOUT,
+            env=_child_env(workdir), preexec_fn=lambda: os.sched_setaffinity(0, cpu))
+        self.client = httpx.Client(timeout=30, trust_env=False,
+                                   limits=httpx.Limits(max_connections=concurrency))
+        self.pool = ThreadPoolExecutor(concurrency)
+        self.rounds: list[tuple[float, float]] = []
+        self.successes = 0
+        self.requests = 0
+        _wait_http(f"http://127.0.0.1:{self.port}/-/healthy", self.proc)
+        self.round(keep=False)
+
+    def _probe(self, target: BenchTarget) -> bool:
+        r = self.client.get(f"http://127.0.0.1:{self.port}/probe",
+                            params={"module": "registry_v2", "target": target.v2_url})
+        return "\nprobe_success 1" in "\n" + r.text
+
+    def round(self, keep: bool = True) -> None:
+        self.counter.mark()
+        began, cpu0 = time.perf_counter(), proc_cpu_seconds(self.proc.pid)
+        results = list(self.pool.map(self._probe, self.targets))
+        wall, used = time.perf_counter() - began, proc_cpu_seconds(self.proc.pid) - cpu0
+        if keep:
+            self.rounds.append((wall, used))
+        self.successes = sum(results)
+        self.requests = total_requests(self.counter.counts())
+
+    def close(self) -> BlackboxFigures:
+        mem = proc_memory_kib(self.proc.pid)
+        self.client.close()
+        self.pool.shutdown()
+        self.proc.terminate()
         try:
-            proc.wait(10)
+            self.proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-    return BlackboxFigures(measured, successes, mem["VmRSS"], mem["VmHWM"], requests)
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+        return BlackboxFigures(self.rounds, self.successes, mem["VmRSS"], mem["VmHWM"],
+                               self.requests)
 
 
 def _wait_http(url: str, proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
@@ -828,13 +955,14 @@ def _wait_http(url: str, proc: subprocess.Popen[Any], timeout: float = 10.0) -> 
         time.sleep(0.05)
 
 
-def report_blackbox(b: BlackboxFigures, targets: list[BenchTarget], concurrency: int
-                    ) -> dict[str, float]:
+def report_blackbox(b: BlackboxFigures, targets: list[BenchTarget], concurrency: int,
+                    interleaved: bool) -> dict[str, float]:
     n = len(targets)
     walls = [w for w, _ in b.rounds]
     cpu = statistics.median(c for _, c in b.rounds)
     print(f"\n== 3. prometheus-blackbox-exporter: {n} http probes of the targets' /v2/ per round, "
-          f"{concurrency} at a time through /probe, {len(b.rounds)} rounds after 1 warm-up")
+          f"{concurrency} at a time through /probe, {len(b.rounds)} rounds after 1 warm-up "
+          f"{'(each right after an agent cycle)' if interleaved else ''}")
     print(f"  wall per round: median {statistics.median(walls):.2f} s; CPU per round: median "
           f"{cpu:.2f} s = {1000 * cpu / n:.2f} ms per HTTP probe")
     print(f"  probe_success 1 in {b.successes} of {n} probes of the last round; requests seen "
@@ -878,6 +1006,11 @@ def verdicts(cycle: dict[str, float] | None, standalone: dict[str, float] | None
             line(ratio <= CPU_RATIO_TARGET, f"CPU {label}: {1000 * value:.2f} ms = {ratio:.2f}x "
                  f"blackbox's {1000 * blackbox['cpu_per_probe']:.2f} ms per HTTP probe "
                  f"(target <= {CPU_RATIO_TARGET:g}x)")
+    if cycle and blackbox and cycle.get("whatif_per_target") is not None:
+        ratio = cycle["whatif_per_target"] / blackbox["cpu_per_probe"]
+        print(f"  (what-if) CPU per target with the proposed agent fixes: "
+              f"{1000 * cycle['whatif_per_target']:.2f} ms = {ratio:.2f}x blackbox; not a "
+              "verdict on the shipped code")
     if standalone and blackbox:
         ratio = standalone["cpu_per_probe"] / blackbox["cpu_per_probe"]
         line(ratio <= CPU_RATIO_TARGET, f"CPU per probe of the real process in steady state: "
@@ -914,11 +1047,15 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             expect = next(t.expect for t in targets if t.category == category)
             print(f"  {count:>4}  {category:<22} -> {expect}")
         common = {"concurrency": args.concurrency, "workdir": workdir}
+        blackbox = Blackbox(fleet, targets, workdir, measured_cpu, args.concurrency) \
+            if args.section in ("all", "blackbox") else None
+        interleave = blackbox is not None and args.section == "all"
         config = write_config(agent_config(fleet, targets, interval=300, **common),
                               workdir / "agent-cycle.yaml")
         if args.section in ("all", "cycle"):
-            figures, parts, prof = run_cycles(fleet, targets, config, workdir, args.cycles,
-                                              measured_cpu, args.profile)
+            figures, parts, prof = run_cycles(
+                fleet, targets, config, workdir, args.cycles, measured_cpu, args.profile,
+                not args.no_whatif, blackbox.round if interleave and blackbox else lambda: None)
             results["cycle"] = report_cycles(figures, len(targets), measured_cpu, endpoints)
             print_request_table(figures)
             if prof:
@@ -937,10 +1074,12 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             figures_s = run_standalone(live, idle, workdir, measured_cpu,
                                        args.steady_seconds or 2.5 * args.interval)
             results["standalone"] = report_standalone(figures_s, len(targets), args.interval)
-        if args.section in ("all", "blackbox"):
-            bb = run_blackbox(fleet, targets, workdir, measured_cpu, args.bb_rounds,
-                              args.concurrency)
-            results["blackbox"] = report_blackbox(bb, targets, args.concurrency)
+        if blackbox is not None:
+            if not interleave:
+                for _ in range(args.bb_rounds):
+                    blackbox.round()
+            results["blackbox"] = report_blackbox(blackbox.close(), targets, args.concurrency,
+                                                  interleave)
     return 0 if verdicts(results["cycle"], results["standalone"], results["blackbox"]) else 1
 
 
@@ -957,6 +1096,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="steady window of the standalone process (default 2.5 intervals)")
     p.add_argument("--bb-rounds", type=int, default=3)
     p.add_argument("--profile", action="store_true", help="cProfile one sequential cycle")
+    p.add_argument("--no-whatif", action="store_true",
+                   help="skip the cycles with the proposed agent fixes patched in")
     p.add_argument("--workdir", type=Path)
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     return p
