@@ -43,6 +43,7 @@ from probes.cache import ProbeCache
 from probes.codes import Code
 from probes.credentials import DockerConfigError, Keyring, parse_docker_config
 from probes.engine import run_probe
+from probes.hostsconfig import parse_go_duration
 from probes.reference import Reference, ReferenceError, parse_reference
 
 __all__ = ["Agent", "KubeApi", "PULL_WAITING_REASONS"]
@@ -50,10 +51,10 @@ __all__ = ["Agent", "KubeApi", "PULL_WAITING_REASONS"]
 #: Container waiting reasons that mean an image pull failed or will not be attempted.
 PULL_WAITING_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
                         "ErrImageNeverPull", "RegistryUnavailable"}
-_PULLED = re.compile(r'Successfully pulled image "(?P<image>[^"]{1,512})" in (?P<secs>[0-9.]+)'
-                     r"(?P<unit>ms|s|m)")
+# the kubelet prints a Go time.Duration: "1.2s", "450ms", "2m3.5s"
+_PULLED = re.compile(r'Successfully pulled image "(?P<image>[^"]{1,512})" in '
+                     r"(?P<duration>[0-9][0-9.hmsuµμn]{0,40})")
 _FAILED_PULL = re.compile(r'Failed to pull image "(?P<image>[^"]{1,512})"')
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0}
 TICK = 0.5
 #: Pods whose latest change may wait for the loop at once. A node runs a few hundred pods
 #: at most; beyond this a flood's new pods are dropped (and counted) rather than buffered.
@@ -108,6 +109,7 @@ class Agent:
         self.view = node_view or NodeView(config)
         self.clock = clock
         self.stop = threading.Event()
+        self._wake = threading.Event()  # set when a probe ends or one is forced
         self.cache = ProbeCache()
         self.creds = CredentialResolver(kube, self.view.node_keyring,
                                         ttl=config.secret_cache_seconds, clock=clock,
@@ -221,12 +223,19 @@ class Agent:
                               container.waiting_reason or "", message[:4096])
         classification = classify(message, container.waiting_reason)
         target = self._target_key_for(pod, container.image)
-        self._failures[(pod.uid, container.name, container.image)] = FailureRecord(
-            failure, target, classification, pod)
-        if target is not None:
-            self.scheduler.sync([*self._target_keys()])  # make sure the slot exists
-            if not self.scheduler.force(target):
-                self._decide_from_last(target)
+        record = FailureRecord(failure, target, classification, pod)
+        self._failures[(pod.uid, container.name, container.image)] = record
+        if target is None:
+            # nothing to probe: the image field itself is the fault, whatever the words say
+            if classification.code is not Code.INVALID_IMAGE_NAME:
+                record.classification = replace(classification, code=Code.INVALID_IMAGE_NAME)
+            self._decide(record, None)
+            return
+        self.scheduler.sync([*self._target_keys()])  # make sure the slot exists
+        if self.scheduler.force(target):
+            self._wake.set()
+        else:
+            self._decide_from_last(target)
 
     def _target_key_for(self, pod: Pod, image: str) -> TargetKey | None:
         try:
@@ -267,8 +276,8 @@ class Agent:
         self._seen_events[seen_key] = event.count
         if event.reason == "Pulled":
             match = _PULLED.search(event.message or "")
-            if match:
-                seconds = float(match.group("secs")) * _UNIT[match.group("unit")]
+            seconds = _go_duration(match.group("duration")) if match else None
+            if match and seconds is not None:
                 for _ in range(min(new, 100)):
                     self.metrics.observe_pull(_registry_of(match.group("image")), ok=True,
                                               seconds=seconds)
@@ -467,7 +476,7 @@ class Agent:
                 return info.creds.source
         return None
 
-    def _decide(self, record: FailureRecord, outcome: Outcome) -> None:
+    def _decide(self, record: FailureRecord, outcome: Outcome | None) -> None:
         provider = self._provider_for(record)
         # the pod's own view of its Secrets (several pods may share one credential set)
         creds = self.creds.resolve(self._pods.get(record.failure.uid, record.pod))
@@ -482,7 +491,7 @@ class Agent:
             return
         f = record.failure
         self.log.error("pull_diagnosed", message=cause.message, namespace=f.namespace, pod=f.pod,
-                       container=f.container, image=f.image, registry=outcome.registry,
+                       container=f.container, image=f.image, registry=_registry_of(f.image),
                        code=cause.code.value, verdict=cause.verdict, layer=cause.layer,
                        kubelet_code=cause.kubelet_code.value, evidence=cause.evidence,
                        remediation=cause.remediation)
@@ -573,6 +582,7 @@ class Agent:
             self._safely(self.probe_target, key)
         finally:
             self.scheduler.done(key)
+            self._wake.set()  # a worker is free: start the next due probe now, not next tick
 
     def step(self) -> None:
         """One tick: apply pod changes, refresh targets, start what is due."""
@@ -607,14 +617,16 @@ class Agent:
         """Tick until :attr:`stop` is set."""
         last_cycle = self.clock()
         while not self.stop.is_set():
+            self._wake.clear()
             self._safely(self.step)
             if self.clock() - last_cycle > self.config.interval_seconds:
                 self.cache.new_cycle()
                 last_cycle = self.clock()
-            self.stop.wait(TICK)
+            self._wake.wait(TICK)
 
     def close(self) -> None:
         self.stop.set()
+        self._wake.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.creds.close()
 
@@ -667,6 +679,14 @@ def _layer_rank(outcome: Outcome) -> int:
     final = outcome.final
     layer = final.diagnosis.layer if final is not None and final.diagnosis else None
     return LAYERS.index(layer) if layer in LAYERS else len(LAYERS)
+
+
+def _go_duration(text: str) -> float | None:
+    """Seconds of a Go duration, or None when the text is not one (never raises)."""
+    try:
+        return parse_go_duration(text.rstrip("."))
+    except ValueError:
+        return None
 
 
 def _was_running(pod: Pod, name: str) -> bool:
