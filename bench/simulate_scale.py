@@ -63,9 +63,10 @@ TICK = 0.5  # agent.agent.TICK
 TOKEN_MARGIN = 10.0  # probes.cache.TOKEN_MARGIN
 SCRAPE_INTERVAL = 30.0  # deploy/podmonitor.yaml
 NODE_COUNTS = (1000, 5000)
-#: API cost per node and hour, measured with the real Agent as consumer (docs/scale.md, run A1
-#: and A2: bench_api_cost.py --agent, 110 pods, churn 20 and 2 pod changes per minute).
-API_PER_NODE_HOUR = {"churn 20/min": 1724.6, "churn 2/min": 593.9}
+#: API cost per node and hour, measured with the real Agent as consumer (docs/scale.md, runs A1
+#: and A2: bench_api_cost.py --agent --seconds 30, 110 pods, churn 20 and 2 pod changes per
+#: minute; 30 simulated minutes that include the agent's start).
+API_PER_NODE_HOUR = {"churn 20/min": 1693.8, "churn 2/min": 589.9}
 API_START_LIST_EVENTS = 110  # one events list per running pod when an agent starts (run A1)
 
 
