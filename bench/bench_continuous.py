@@ -79,8 +79,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-__all__ = ["BenchTarget", "Category", "CATEGORIES", "build_workload", "push_bench_images",
-           "RequestCounter", "proc_cpu_seconds", "proc_memory_kib", "main"]
+__all__ = ["BENCH_REPOS", "BENCH_TAGS", "BenchTarget", "Category", "CATEGORIES",
+           "build_workload", "push_bench_images", "RequestCounter", "proc_cpu_seconds",
+           "proc_memory_kib", "main"]
 
 CYCLE_TARGET_S = 10.0
 CPU_RATIO_TARGET = 2.0
@@ -357,7 +358,7 @@ def _child_env(workdir: Path) -> dict[str, str]:
     return env
 
 
-def child_main(config_path: Path, concurrency_probe: bool) -> int:
+def child_main(config_path: Path) -> int:
     """The measured process: build the Agent as ``run_agent`` does; run cycles on command."""
     from prometheus_client import CollectorRegistry
 
@@ -1106,7 +1107,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.child is not None:
-        return child_main(args.child, False)
+        return child_main(args.child)
     if args.targets < len(CATEGORIES) or args.cycles < 2:
         print("bench_continuous: --targets must be >= 25 and --cycles >= 2", file=sys.stderr)
         return 2
