@@ -26,7 +26,7 @@ This script answers with numbers, for the current design and for a proposed one.
    how long until the first of N nodes sees a registry-wide outage.
 4. The same for the **proposed** design: per node and registry, a cheap check of the endpoint
    layers (dns/tcp/proxy/tls/challenge: 1 request, nothing cached) every ``--check-interval``
-   with a per-node splay (``auto``: the longest that keeps 5,000 nodes within 90 % of
+   with a per-node splay (``auto``: the shortest that keeps 5,000 nodes within 90 % of
    ``--budget``, the token counted as if the realm were the registry's own host), the token
    and manifest layers of one image every ``--image-interval``, rotating through the node's
    images, and full probes forced by pull failures (unchanged).
