@@ -56,6 +56,8 @@ _PULLED = re.compile(r'Successfully pulled image "(?P<image>[^"]{1,512})" in '
                      r"(?P<duration>[0-9][0-9.hmsuµμn]{0,40})")
 _FAILED_PULL = re.compile(r'Failed to pull image "(?P<image>[^"]{1,512})"')
 TICK = 0.5
+#: DNS answers and endpoint locks are renewed this often (seconds).
+CACHE_REFRESH = 60.0
 #: Pods whose latest change may wait for the loop at once. A node runs a few hundred pods
 #: at most; beyond this a flood's new pods are dropped (and counted) rather than buffered.
 MAX_PENDING_PODS = 10_000
@@ -76,7 +78,11 @@ class KubeApi(Protocol):
 @dataclass(frozen=True, slots=True)
 class TargetKey:
     reference: str
-    credentials: str  # PodCredentials.fingerprint
+    credentials: str  # PodCredentials.fingerprint, or ENDPOINT for a registry's cheap check
+
+
+#: The credentials field of a registry's endpoint check (dns → challenge, no credentials).
+ENDPOINT = "endpoint"
 
 
 @dataclass
@@ -84,6 +90,8 @@ class TargetInfo:
     reference: Reference
     creds: PodCredentials
     outcome: Outcome | None = None
+    kind: str = "image"  # "image": every layer; "endpoint": the registry's cheap check
+    summary: tuple[bool, int, Code] | None = None  # (ok, failing layer rank, code), per probe
 
 
 @dataclass
@@ -137,6 +145,10 @@ class Agent:
         self._static = self._static_targets()
         self._heartbeat = clock()
         self._rebuilt_at = clock()
+        self._synced_once = False
+        self._listed_once = False  # the first full list of this node's pods was applied
+        self._by_registry: dict[str, list[TargetKey]] = {}
+        self._forced: set[TargetKey] = set()
         self._dropped_registries: set[str] = set()
         self.watch_healthy: Callable[[], bool] = lambda: kube is None
         self.watch_error: Callable[[], str | None] = lambda: None
@@ -166,6 +178,9 @@ class Agent:
             if kind == "SYNC" and len(self._listing) < MAX_PENDING_PODS:
                 self._listing.add(pod.uid)
             self._pending[pod.uid] = (self._seq, kind, pod)
+        if pod is not None and any(c.waiting_reason in PULL_WAITING_REASONS
+                                   for c in pod.containers):
+            self._wake.set()  # a pull failure: diagnose now, not at the next tick
 
     def _take_pending(self) -> tuple[dict[str, tuple[int, str, Pod]],
                                      tuple[int, set[str]] | None, int]:
@@ -194,6 +209,8 @@ class Agent:
                     self._pods[uid] = pod
                 self._dirty = True
                 self._pod_changed(previous, pod)
+            if relist is not None:
+                self._listed_once = True
 
     def _pod_changed(self, previous: Pod | None, pod: Pod | None) -> None:
         if pod is None:
@@ -207,9 +224,12 @@ class Agent:
                    if c.waiting_reason in PULL_WAITING_REASONS}
         for key in [k for k in self._failures if k[0] == pod.uid and k not in waiting]:
             self._resolve_failure(key, "the container is no longer waiting on its image")
-        started = previous is not None and any(
-            c.running and not _was_running(previous, c.name) for c in pod.containers)
-        if waiting or started or (previous is None and any(c.running for c in pod.containers)):
+        started = any(c.running and (previous is None or not _was_running(previous, c.name))
+                      for c in pod.containers)
+        # a pod already running when the agent first listed the node pulled before the agent
+        # started: its events are history (re-counting them would count pulls twice on every
+        # restart, and cost one API request per pod at start-up)
+        if waiting or (started and self._listed_once):
             self._submit_once(("read_events", pod.uid), self._read_events, pod)
         for key, container in waiting.items():
             if key not in self._failures:
@@ -222,6 +242,7 @@ class Agent:
         failure = PullFailure(pod.namespace, pod.name, pod.uid, container.name, container.image,
                               container.waiting_reason or "", message[:4096])
         classification = classify(message, container.waiting_reason)
+        self.creds.invalidate(pod)  # a pull just failed: use the Secrets as they are now
         target = self._target_key_for(pod, container.image)
         record = FailureRecord(failure, target, classification, pod)
         self._failures[(pod.uid, container.name, container.image)] = record
@@ -233,6 +254,7 @@ class Agent:
             return
         self.scheduler.sync([*self._target_keys()])  # make sure the slot exists
         if self.scheduler.force(target):
+            self._forced.add(target)
             self._wake.set()
         else:
             self._decide_from_last(target)
@@ -355,15 +377,37 @@ class Agent:
                 wanted.setdefault(key, TargetInfo(reference, creds,
                                                   old.outcome if old else None))
         wanted = self._cap_registries(wanted)
+        images: dict[str, int] = {}
+        for info in wanted.values():
+            images[info.reference.registry] = images.get(info.reference.registry, 0) + 1
+        for registry in images:  # one cheap endpoint check per registry
+            try:
+                bare = parse_reference(registry)
+            except ReferenceError:
+                continue
+            wanted[TargetKey(registry, ENDPOINT)] = TargetInfo(
+                bare, self.creds.node_only(), kind="endpoint")
         for key, info in wanted.items():
             old = self._targets.get(key)
             if old is not None:
-                info.outcome = old.outcome
+                info.outcome, info.summary = old.outcome, old.summary
         removed = {i.reference.registry for i in self._targets.values()} - \
             {i.reference.registry for i in wanted.values()}
         self._targets = wanted
+        self._by_registry = {}
+        for key, info in wanted.items():
+            self._by_registry.setdefault(info.reference.registry, []).append(key)
         self._rekey_failures()
-        self.scheduler.sync(wanted)
+        # each registry: its endpoint every endpoint interval, and one of its images per image
+        # interval, in turn (so a registry's load per node does not grow with its image count)
+        intervals = {key: (self.config.endpoint_interval_seconds if info.kind == "endpoint" else
+                           self.config.interval_seconds * images[info.reference.registry])
+                     for key, info in wanted.items()}
+        first = not self._synced_once
+        self._synced_once = True
+        self.scheduler.sync(wanted, intervals=intervals,
+                            spread=min(self.config.startup_spread_seconds,
+                                       self.config.endpoint_interval_seconds) if first else 2.0)
         for registry in removed:
             self.metrics.forget(registry)
 
@@ -396,18 +440,22 @@ class Agent:
 
     # ----------------------------------------------------------------- probing
 
-    def probe_target(self, key: TargetKey) -> Outcome | None:
-        """Probe one target through the node's endpoint plan, mirrors first."""
+    def probe_target(self, key: TargetKey, *, fresh: bool = False) -> Outcome | None:
+        """Probe one target through the node's endpoint plan, mirrors first; ``fresh`` does
+        not reuse cached endpoint results (a pull just failed)."""
         with self._lock:
             info = self._targets.get(key)
         if info is None:
             return None
         plan = self.view.plan(info.reference)
         options = self.view.options(info.creds.keyring, credential_source=info.creds.source)
+        if info.kind == "endpoint":
+            options = replace(options, stop_after="challenge")
         reports = []
         if not plan.blocked:
             for endpoint in plan.endpoints:
-                report = run_probe(endpoint.reference, endpoint.target, options, cache=self.cache)
+                report = run_probe(endpoint.reference, endpoint.target, options, cache=self.cache,
+                                   fresh=fresh)
                 reports.append(report)
                 if report.ok:
                     break
@@ -420,6 +468,7 @@ class Agent:
         final = outcome.final
         previous = info.outcome
         info.outcome = outcome
+        info.summary = (outcome.ok, _layer_rank(outcome), outcome.code)
         if final is not None:
             self.metrics.observe_probe(final, state=False)
         self._set_registry_state(outcome.registry)
@@ -448,16 +497,16 @@ class Agent:
     def _set_registry_state(self, registry: str) -> None:
         """One diagnosis per registry: the most fundamental failure among its images."""
         with self._lock:
-            outcomes = [i.outcome for i in self._targets.values()
-                        if i.outcome is not None and i.reference.registry == registry]
-        failing = [o for o in outcomes if not o.ok]
-        if not outcomes:
+            keys = self._by_registry.get(registry, [])
+            summaries = [s for s in (self._targets[k].summary for k in keys
+                                     if k in self._targets) if s is not None]
+        if not summaries:
             return
+        failing = [(rank, code.value, code) for ok, rank, code in summaries if not ok]
         if not failing:
             self.metrics.set_state(registry, ok=True, code=Code.OK)
             return
-        worst = min(failing, key=lambda o: (_layer_rank(o), o.code.value))
-        self.metrics.set_state(registry, ok=False, code=worst.code)
+        self.metrics.set_state(registry, ok=False, code=min(failing)[2])
 
     def _decide_from_last(self, key: TargetKey) -> None:
         info = self._targets.get(key)
@@ -578,8 +627,11 @@ class Agent:
                              error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
     def _probe_job(self, key: TargetKey) -> None:
+        with self._lock:
+            fresh = key in self._forced
+            self._forced.discard(key)
         try:
-            self._safely(self.probe_target, key)
+            self._safely(self.probe_target, key, fresh=fresh)
         finally:
             self.scheduler.done(key)
             self._wake.set()  # a worker is free: start the next due probe now, not next tick
@@ -619,7 +671,7 @@ class Agent:
         while not self.stop.is_set():
             self._wake.clear()
             self._safely(self.step)
-            if self.clock() - last_cycle > self.config.interval_seconds:
+            if self.clock() - last_cycle > CACHE_REFRESH:
                 self.cache.new_cycle()
                 last_cycle = self.clock()
             self._wake.wait(TICK)

@@ -42,7 +42,13 @@ class StaticTarget:
 
 @dataclass(frozen=True, slots=True)
 class AgentConfig:
-    interval_seconds: float = 300.0
+    # per registry and node: one image (token + manifest) this often, in turn through the
+    # node's images of that registry; see docs/scale.md for why these defaults
+    interval_seconds: float = 3600.0
+    # per registry and node: the cheap endpoint check (dns, tcp, proxy, tls, GET /v2/)
+    endpoint_interval_seconds: float = 900.0
+    # targets known at start-up get a random phase within this many seconds
+    startup_spread_seconds: float = 30.0
     jitter: float = 0.2
     probe_timeout_seconds: float = 10.0
     concurrency: int = 4
@@ -68,7 +74,7 @@ class AgentConfig:
         "/host/etc/kubernetes/credential-provider-config.yaml")
     static_targets: tuple[StaticTarget, ...] = ()
     failure_probe_min_interval_seconds: float = 30.0
-    secret_cache_seconds: float = 60.0
+    secret_cache_seconds: float = 600.0
     dns_server: str | None = None
 
     @property
@@ -80,6 +86,8 @@ class AgentConfig:
 # key -> (kind, extra) ; kinds: float, int, bool, str, path, paths, optional_path
 _SCALARS: dict[str, tuple[str, float | None, float | None]] = {
     "interval_seconds": ("float", 1.0, 86400.0),
+    "endpoint_interval_seconds": ("float", 1.0, 86400.0),
+    "startup_spread_seconds": ("float", 0.0, 3600.0),
     "jitter": ("float", 0.0, 0.9),
     "probe_timeout_seconds": ("float", 0.5, 120.0),
     "concurrency": ("int", 1, 64),

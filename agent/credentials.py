@@ -41,6 +41,10 @@ SECRET_FORMATS: dict[str, Literal["dockerconfigjson", "dockercfg"]] = {
     "kubernetes.io/dockerconfigjson": "dockerconfigjson", "kubernetes.io/dockercfg": "dockercfg"}
 
 
+#: Seconds during which a Secret read counts as current (see CredentialResolver.invalidate).
+FRESH_ENOUGH = 5.0
+
+
 class SecretSource(Protocol):
     """What the resolver needs from the Kubernetes client (``agent.kube.KubeClient``)."""
 
@@ -119,6 +123,28 @@ class CredentialResolver:
     def node_only(self) -> PodCredentials:
         return PodCredentials(self._node, (), False, (), "node")
 
+    def invalidate(self, pod: Pod) -> None:
+        """Forget the cached Secrets and service account of ``pod`` (its pull just failed:
+        the next resolve reads them as they are now)."""
+        now = self._clock()
+
+        def drop(table: dict[tuple[str, str], Any], key: tuple[str, str]) -> Any:
+            # a read of the last few seconds is as good as a new one (many containers of a
+            # pod fail together)
+            hit = table.get(key)
+            if hit is not None and now - hit[0] >= FRESH_ENOUGH:
+                del table[key]
+            return hit
+
+        with self._lock:
+            for name in pod.image_pull_secrets:
+                drop(self._secrets, (pod.namespace, name))
+            if pod.service_account:
+                account = drop(self._accounts, (pod.namespace, pod.service_account))
+                if account is not None and isinstance(account[1], ServiceAccount):
+                    for name in account[1].image_pull_secrets:
+                        drop(self._secrets, (pod.namespace, name))
+
     def resolve(self, pod: Pod) -> PodCredentials:
         """The credentials the kubelet would use for ``pod``'s image pulls."""
         names, from_sa = self._secret_names(pod)
@@ -192,7 +218,7 @@ class CredentialResolver:
         try:
             value: object = fetch()
         except Exception as exc:  # noqa: BLE001 - any API failure is recorded, not raised
-            value = exc
+            value = _detached(exc)
         with self._lock:
             self.api_reads += 1
             old = table.get(key)
@@ -247,6 +273,18 @@ class CredentialResolver:
 def _without_source(message: str, namespace: str, name: str) -> str:
     prefix = f"secret {namespace}/{name}"
     return message[len(prefix):].lstrip(": ") if message.startswith(prefix) else message
+
+
+def _detached(exc: Exception) -> Exception:
+    """``exc`` without traceback, cause or context, fit to be cached.
+
+    A cached error that kept its traceback kept the frame of :meth:`_fetch` that caught it,
+    whose ``old`` was the previous cached error with its own traceback: a chain that grew by
+    one error and one HTTP response at every re-read of a missing or forbidden Secret.
+    """
+    exc.__traceback__ = None
+    exc.__cause__ = exc.__context__ = None
+    return exc
 
 
 def _is_transient(value: object) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 __all__ = ["Scheduler", "Slot"]
@@ -20,6 +20,7 @@ __all__ = ["Scheduler", "Slot"]
 @dataclass
 class Slot:
     next_due: float
+    interval: float | None = None  # this key's own period (default: the scheduler's)
     last_run: float | None = None
     last_forced: float | None = None
     running: bool = False
@@ -37,21 +38,30 @@ class Scheduler:
         self._slots: dict[Hashable, Slot] = {}
         self._lock = threading.Lock()
 
-    def _next(self, now: float) -> float:
-        spread = self.interval * self.jitter
-        return now + self.interval + self._rng.uniform(-spread, spread)
+    def _next(self, now: float, interval: float | None = None) -> float:
+        interval = interval or self.interval
+        spread = interval * self.jitter
+        return now + interval + self._rng.uniform(-spread, spread)
 
-    def sync(self, keys: Iterable[Hashable]) -> list[Hashable]:
-        """Track exactly ``keys``: new ones are due soon (spread over a few seconds); returns
-        the keys dropped."""
+    def sync(self, keys: Iterable[Hashable], *, intervals: Mapping[Hashable, float] | None = None,
+             spread: float = 2.0) -> list[Hashable]:
+        """Track exactly ``keys``: new ones are due within ``spread`` seconds (a random phase,
+        so nodes started together do not probe together); ``intervals`` gives keys their own
+        period. Returns the keys dropped."""
         wanted = set(keys)
+        intervals = intervals or {}
         now = self._clock()
         with self._lock:
             dropped = [k for k in self._slots if k not in wanted]
             for key in dropped:
                 del self._slots[key]
-            for key in wanted - self._slots.keys():
-                self._slots[key] = Slot(next_due=now + self._rng.uniform(0, min(2.0, self.interval)))
+            for key in wanted:
+                slot = self._slots.get(key)
+                if slot is None:
+                    phase = self._rng.uniform(0, min(spread, intervals.get(key, self.interval)))
+                    self._slots[key] = slot = Slot(next_due=now + phase)
+                if key in intervals:
+                    slot.interval = intervals[key]
             return dropped
 
     def force(self, key: Hashable) -> bool:
@@ -83,7 +93,8 @@ class Scheduler:
         with self._lock:
             slot = self._slots.get(key)
             if slot is not None:
-                slot.running, slot.last_run, slot.next_due = False, now, self._next(now)
+                slot.running, slot.last_run = False, now
+                slot.next_due = self._next(now, slot.interval)
 
     def next_wakeup(self) -> float | None:
         with self._lock:

@@ -16,7 +16,7 @@ import hashlib
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from probes._net import DnsSettings, NodeResolver
@@ -29,6 +29,12 @@ __all__ = ["ProbeCache", "SharedPrefix", "CachedToken", "fingerprint"]
 SHARED_LAYERS = ("dns", "tcp", "proxy", "tls", "challenge")
 #: A token is not reused in its last seconds (the pull would race its expiry).
 TOKEN_MARGIN = 10.0
+#: How long endpoint results are shared: a passing endpoint for a minute, a failing one
+#: briefly, so a registry that came back is seen as back at the next probe.
+PREFIX_TTL_OK = 60.0
+PREFIX_TTL_FAILED = 15.0
+#: A probe forced by a pull failure reuses only endpoint results this recent.
+FRESH_WINDOW = 5.0
 
 
 def fingerprint(cred: Credential | None) -> str:
@@ -48,6 +54,11 @@ class SharedPrefix:
     challenges: tuple[Any, ...]
     proxy_url: str | None
     addresses: tuple[str, ...]
+    at: float = 0.0  # monotonic time it was stored
+
+    @property
+    def failed(self) -> bool:
+        return any(r.code is not None for r in self.results)
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,8 @@ class ProbeCache:
             return self._key_locks.setdefault(key, threading.Lock())
 
     def new_cycle(self) -> None:
-        """Forget endpoint results and DNS answers (tokens stay until they expire)."""
+        """Forget endpoint results and DNS answers (tokens stay until they expire); the agent
+        calls it every minute, so DNS answers are at most that old."""
         with self._lock:
             self._prefixes.clear()
             self._resolvers.clear()
@@ -89,16 +101,25 @@ class ProbeCache:
                 self._resolvers[settings] = NodeResolver(settings)
             return self._resolvers[settings]
 
-    def prefix(self, key: str) -> SharedPrefix | None:
+    def prefix(self, key: str, max_age: float | None = None) -> SharedPrefix | None:
+        """A still-fresh endpoint result (see :data:`PREFIX_TTL_OK` and ``_FAILED``), no
+        older than ``max_age`` seconds when given."""
         with self._lock:
             found = self._prefixes.get(key)
-            if found is not None:
-                self.hits["prefix"] += 1
+            if found is None:
+                return None
+            ttl = PREFIX_TTL_FAILED if found.failed else PREFIX_TTL_OK
+            if max_age is not None:
+                ttl = min(ttl, max_age)
+            if time.monotonic() - found.at > ttl:
+                del self._prefixes[key]
+                return None
+            self.hits["prefix"] += 1
             return found
 
     def store_prefix(self, key: str, prefix: SharedPrefix) -> None:
         with self._lock:
-            self._prefixes.setdefault(key, prefix)
+            self._prefixes[key] = replace(prefix, at=time.monotonic())
 
     def token(self, key: tuple[str, ...]) -> CachedToken | None:
         with self._lock:

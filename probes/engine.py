@@ -19,7 +19,7 @@ from types import ModuleType
 
 from probes import challenge, dns, manifest, proxy, tcp, tls, token
 from probes._net import WATCHDOG, NodeResolver, is_ip
-from probes.cache import SHARED_LAYERS, ProbeCache, SharedPrefix
+from probes.cache import FRESH_WINDOW, SHARED_LAYERS, ProbeCache, SharedPrefix
 from probes.codes import Code
 from probes.errors import describe_exception, diagnose_exception
 from probes.reference import Reference
@@ -55,22 +55,23 @@ def prefix_key(target: Target, options: ProbeOptions) -> str:
 
 def run_probe(reference: Reference, target: Target, options: ProbeOptions, *,
               resolver: NodeResolver | None = None, cache: ProbeCache | None = None,
-              on_layer: OnLayer = None) -> ProbeReport:
-    """Probe ``reference`` through ``target``; always returns a report."""
+              on_layer: OnLayer = None, fresh: bool = False) -> ProbeReport:
+    """Probe ``reference`` through ``target``; always returns a report. ``fresh`` runs the
+    endpoint layers anew even if the cache holds a result (a pull just failed)."""
     started = time.monotonic()
-    report = _run_once(reference, target, options, resolver, cache, on_layer)
+    report = _run_once(reference, target, options, resolver, cache, on_layer, fresh)
     if target.http_fallback and report.code is Code.TLS_PLAIN_HTTP:
         # containerd's localhost default: HTTPS first, plain HTTP when the port speaks HTTP;
         # the retry gets what is left of the caller's deadline, not a deadline of its own
         left = max(options.timeout - (time.monotonic() - started), 0.0)
         return _run_once(reference, replace(target, scheme="http", http_fallback=False),
-                         replace(options, timeout=left), resolver, cache, on_layer)
+                         replace(options, timeout=left), resolver, cache, on_layer, fresh)
     return report
 
 
 def _run_once(reference: Reference, target: Target, options: ProbeOptions,
               resolver: NodeResolver | None, cache: ProbeCache | None,
-              on_layer: OnLayer) -> ProbeReport:
+              on_layer: OnLayer, fresh: bool = False) -> ProbeReport:
     if cache is not None and resolver is None:
         resolver = cache.resolver(options.dns)
     state = ProbeState(reference, target, options, resolver, cache)
@@ -79,7 +80,7 @@ def _run_once(reference: Reference, target: Target, options: ProbeOptions,
         if cache is None:
             results = _walk(state, 0, len(LAYER_TABLE), [], on_layer)
         else:
-            results = _shared_prefix(state, cache, on_layer)
+            results = _shared_prefix(state, cache, on_layer, fresh)
             results = _walk(state, _SPLIT, len(LAYER_TABLE), results, on_layer)
     finally:
         state.close()
@@ -101,10 +102,11 @@ def _prepare_resolver(state: ProbeState) -> None:
         state.resolver.configure()
 
 
-def _shared_prefix(state: ProbeState, cache: ProbeCache, on_layer: OnLayer) -> list[LayerResult]:
+def _shared_prefix(state: ProbeState, cache: ProbeCache, on_layer: OnLayer,
+                   fresh: bool = False) -> list[LayerResult]:
     key = prefix_key(state.target, state.options)
     with cache.lock_for(key):
-        prefix = cache.prefix(key)
+        prefix = cache.prefix(key, FRESH_WINDOW if fresh else None)
         if prefix is None:
             results = _walk(state, 0, _SPLIT, [], on_layer)
             cache.store_prefix(key, SharedPrefix(
@@ -126,15 +128,21 @@ def _shared_prefix(state: ProbeState, cache: ProbeCache, on_layer: OnLayer) -> l
 def _walk(state: ProbeState, start: int, stop: int, results: list[LayerResult],
           on_layer: OnLayer) -> list[LayerResult]:
     failed_at = next((r.name for r in results if r.status is Status.FAILED), None)
+    last = state.options.stop_after
+    stopped = last is not None and any(r.name == last for r in results)
     for index in range(start, stop):
         module, weight = LAYER_TABLE[index]
         if failed_at is not None:
             result = LayerResult(module.NAME, Status.SKIPPED, detail=f"not run: {failed_at} failed")
+        elif stopped:
+            result = LayerResult(module.NAME, Status.SKIPPED,
+                                 detail=f"not run: an endpoint check stops after {last}")
         else:
             rest = sum(w for _, w in LAYER_TABLE[index:])
             result = _run_layer(module, state, weight / rest)
             if result.status is Status.FAILED:
                 failed_at = module.NAME
+            stopped = module.NAME == last
         results.append(result)
         if on_layer is not None:
             on_layer(result)

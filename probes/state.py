@@ -121,6 +121,7 @@ class ProbeOptions:
     timeout: float = 10.0
     user_agent: str = USER_AGENT
     credential_source: str | None = None  # e.g. "secret default/regcred" for reports
+    stop_after: str | None = None  # a layer name: an endpoint check stops after "challenge"
     system_ca: bool = True
 
 

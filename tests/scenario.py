@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
+from agent.config import AgentConfig, parse_config
 from tests.fakekube import FakeKube, make_event, make_pod
 from tests.fleet import ALICE, BOB, Fleet
 
-__all__ = ["populate", "dockerconfig", "EXPECTED", "NODE", "OTHER_NODE"]
+__all__ = ["populate", "dockerconfig", "EXPECTED", "NODE", "OTHER_NODE", "agent_settings",
+           "agent_config"]
 
 NODE, OTHER_NODE = "node-a", "node-b"
 RPC = ('rpc error: code = Unknown desc = failed to pull and unpack image "{img}": '
@@ -113,3 +116,23 @@ def populate(fake: FakeKube, fleet: Fleet, *, wrong_password: str = "not-it") ->
                               f'"{img["hello"]}": ' + RPC.format(img=img["hello"])
                               + WORDS["oauth401"], count=3))
     return img
+
+
+def agent_settings(fleet: Fleet, workdir: Path, **extra: Any) -> dict[str, Any]:
+    """The agent's config file as a dict (YAML-ready): the fleet's node view, nothing from
+    this host, and timings short enough for tests."""
+    return {
+        "interval_seconds": 60, "endpoint_interval_seconds": 60, "startup_spread_seconds": 0.5,
+        "probe_timeout_seconds": 5, "secret_cache_seconds": 0.5, "concurrency": 4,
+        "listen_address": "127.0.0.1:0", "events": {"enabled": True, "min_interval_seconds": 0},
+        "failure_probe_min_interval_seconds": 0,
+        "resolv_conf": str(fleet.resolv_conf), "hosts_file": str(fleet.hosts_file),
+        "certs_dirs": [str(fleet.certs_dir)], "ca_bundles": [], "node_docker_configs": [],
+        "credential_provider_config": None, "proxy_dropin_dirs": [],
+        "crio_registries_conf": str(workdir / "no-crio.conf"),
+        "crio_registries_dir": str(workdir / "no-crio.d"), **extra}
+
+
+def agent_config(fleet: Fleet, workdir: Path, **extra: Any) -> AgentConfig:
+    """:func:`agent_settings` loaded as the agent loads its file."""
+    return parse_config(agent_settings(fleet, workdir, **extra), "test config")

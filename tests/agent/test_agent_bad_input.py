@@ -27,13 +27,13 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from agent.agent import Agent
-from agent.config import AgentConfig, EventsConfig
+from agent.config import AgentConfig
 from agent.kube import KubeClient, PodWatcher
 from agent.metrics import Metrics
 from tests.agent.recorder import RecordingLog
 from tests.fakekube import FakeKube, make_event, make_pod, wait_for
 from tests.fleet import ALICE, Fleet
-from tests.scenario import NODE, RPC, WORDS
+from tests.scenario import NODE, RPC, WORDS, agent_config
 
 NS = "shop"
 #: Log events that mean an exception was caught somewhere it should not have been raised.
@@ -93,14 +93,7 @@ def failing_pod(world: World, name: str, image: str, message: str, *,
 
 def _config(fleet: Fleet, tmp_path: Path) -> AgentConfig:
     """The end-to-end test's config: the fleet's node view, fast Secret refresh, Events on."""
-    return AgentConfig(
-        interval_seconds=60, probe_timeout_seconds=5, concurrency=4,
-        listen_address="127.0.0.1:0", events=EventsConfig(True, 0.0),
-        resolv_conf=fleet.resolv_conf, hosts_file=fleet.hosts_file,
-        certs_dirs=(fleet.certs_dir,), ca_bundles=(), node_docker_configs=(),
-        credential_provider_config=None, proxy_dropin_dirs=(), secret_cache_seconds=0.5,
-        failure_probe_min_interval_seconds=0.0, crio_registries_conf=tmp_path / "none",
-        crio_registries_dir=tmp_path / "none.d")
+    return agent_config(fleet, tmp_path)
 
 
 @pytest.fixture

@@ -22,13 +22,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.agent import Agent
-from agent.config import AgentConfig, EventsConfig
 from agent.kube import KubeClient, PodWatcher
 from agent.metrics import Metrics
 from tests.agent.recorder import RecordingLog
 from tests.fakekube import FakeKube, wait_for
 from tests.fleet import ALICE, Fleet
-from tests.scenario import EXPECTED, NODE, dockerconfig, populate
+from tests.scenario import EXPECTED, NODE, agent_config, dockerconfig, populate
 
 
 @dataclass
@@ -49,14 +48,7 @@ class World:
 def world(fleet: Fleet, tmp_path: Path) -> Iterator[World]:
     with FakeKube(bookmark_interval=0.5) as fake:
         images = populate(fake, fleet)
-        config = AgentConfig(
-            interval_seconds=60, probe_timeout_seconds=5, concurrency=4,
-            listen_address="127.0.0.1:0", events=EventsConfig(True, 0.0),
-            resolv_conf=fleet.resolv_conf, hosts_file=fleet.hosts_file,
-            certs_dirs=(fleet.certs_dir,), ca_bundles=(), node_docker_configs=(),
-            credential_provider_config=None, proxy_dropin_dirs=(), secret_cache_seconds=0.5,
-            failure_probe_min_interval_seconds=0.0, crio_registries_conf=tmp_path / "none",
-            crio_registries_dir=tmp_path / "none.d")
+        config = agent_config(fleet, tmp_path)
         log, registry = RecordingLog(), CollectorRegistry()
         kube = KubeClient(fake.url)
         agent = Agent(config, node=NODE, kube=kube, metrics=Metrics(registry, version="t"),

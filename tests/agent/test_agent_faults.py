@@ -24,13 +24,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.agent import Agent
-from agent.config import AgentConfig, EventsConfig
+from agent.config import AgentConfig
 from agent.kube import KubeClient, PodWatcher
 from agent.metrics import Metrics
 from tests.agent.recorder import RecordingLog
 from tests.fakekube import FakeKube, make_pod, wait_for
 from tests.fleet import ALICE, Fleet
-from tests.scenario import NODE, RPC, WORDS, dockerconfig
+from tests.scenario import NODE, RPC, WORDS, agent_config, dockerconfig
 
 WRONG = "pw-faults-not-it"
 RECOVERY_LIMIT = 15.0  # seconds from the API's return to a diagnosis, with the test backoff
@@ -96,14 +96,8 @@ class World:
 
 
 def _config(fleet: Fleet, tmp_path: Path) -> AgentConfig:
-    return AgentConfig(
-        interval_seconds=60, probe_timeout_seconds=5, concurrency=4,
-        listen_address="127.0.0.1:0", events=EventsConfig(True, 0.0),
-        resolv_conf=fleet.resolv_conf, hosts_file=fleet.hosts_file,
-        certs_dirs=(fleet.certs_dir,), ca_bundles=(), node_docker_configs=(),
-        credential_provider_config=None, proxy_dropin_dirs=(), secret_cache_seconds=0.5,
-        failure_probe_min_interval_seconds=0.0, crio_registries_conf=tmp_path / "none",
-        crio_registries_dir=tmp_path / "none.d")
+    """The end-to-end test's config: the fleet's node view, fast Secret refresh, Events on."""
+    return agent_config(fleet, tmp_path)
 
 
 def _populate(fake: FakeKube, fleet: Fleet) -> str:

@@ -14,17 +14,12 @@ from probes.codes import Code
 from probes.reference import parse_reference
 from tests.agent.recorder import RecordingLog
 from tests.fleet import Fleet
+from tests.scenario import agent_config
 
 
 def node_config(fleet: Fleet, tmp: Path, **overrides: object) -> AgentConfig:
-    settings: dict[str, object] = dict(
-        resolv_conf=fleet.resolv_conf, hosts_file=fleet.hosts_file,
-        certs_dirs=(fleet.certs_dir,), ca_bundles=(), node_docker_configs=(),
-        credential_provider_config=None, proxy_dropin_dirs=(), probe_timeout_seconds=3,
-        crio_registries_conf=tmp / "none.conf", crio_registries_dir=tmp / "none.d",
-        listen_address="127.0.0.1:0")
-    settings.update(overrides)
-    return AgentConfig(**settings)  # type: ignore[arg-type]
+    config = agent_config(fleet, tmp, probe_timeout_seconds=3)
+    return AgentConfig(**{**{f: getattr(config, f) for f in config.__slots__}, **overrides})
 
 
 def probe_static(config: AgentConfig, image: str) -> tuple[Agent, object]:

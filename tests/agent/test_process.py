@@ -11,6 +11,7 @@ probes may run at once. :class:`AgentProcess` is the subprocess harness that
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -33,13 +34,15 @@ from prometheus_client import CollectorRegistry
 
 from agent.agent import MAX_PENDING_PODS, Agent
 from agent.config import AgentConfig, EventsConfig, StaticTarget
+from agent.credentials import CredentialResolver
 from agent.kube import parse_pod
 from agent.metrics import Metrics
 from agent.model import Pod
+from probes.credentials import Keyring
 from tests.agent.recorder import RecordingLog
 from tests.fakekube import FakeKube, make_pod, wait_for
 from tests.fleet import Fleet
-from tests.scenario import NODE, populate
+from tests.scenario import NODE, agent_settings, populate
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_LIMIT = 2.0  # seconds from SIGTERM to exit that the hardening issue asks for
@@ -53,16 +56,8 @@ def free_port() -> int:
 
 def agent_config(fleet: Fleet, workdir: Path, port: int, **extra: Any) -> dict[str, Any]:
     """The agent's config file as a dict: the fleet's node view, nothing from this host."""
-    return {
-        "interval_seconds": 60, "probe_timeout_seconds": 5, "secret_cache_seconds": 5,
-        "concurrency": 4, "listen_address": f"127.0.0.1:{port}",
-        "events": {"enabled": True, "min_interval_seconds": 0},
-        "failure_probe_min_interval_seconds": 0,
-        "resolv_conf": str(fleet.resolv_conf), "hosts_file": str(fleet.hosts_file),
-        "certs_dirs": [str(fleet.certs_dir)], "ca_bundles": [], "node_docker_configs": [],
-        "credential_provider_config": None, "proxy_dropin_dirs": [],
-        "crio_registries_conf": str(workdir / "no-crio.conf"),
-        "crio_registries_dir": str(workdir / "no-crio.d"), **extra}
+    return agent_settings(fleet, workdir, listen_address=f"127.0.0.1:{port}",
+                          secret_cache_seconds=5, **extra)
 
 
 def kubeconfig(url: str, token: str | None = None) -> dict[str, Any]:
@@ -245,7 +240,7 @@ def test_sigterm_while_the_loop_waits_on_a_slow_api(fleet: Fleet, fake: FakeKube
 
 def _offline_agent(tmp_path: Path, **changes: Any) -> tuple[Agent, RecordingLog]:
     config = AgentConfig(
-        interval_seconds=60, concurrency=2, listen_address="127.0.0.1:0",
+        interval_seconds=60, concurrency=2, listen_address="127.0.0.1:0", startup_spread_seconds=0,
         events=EventsConfig(False, 0.0), resolv_conf=tmp_path / "resolv.conf",
         hosts_file=tmp_path / "hosts", certs_dirs=(), ca_bundles=(), node_docker_configs=(),
         credential_provider_config=None, proxy_dropin_dirs=(),
@@ -350,6 +345,38 @@ def test_deleted_pods_leave_no_state_behind(tmp_path: Path) -> None:
         assert not agent._pods and not agent._failures and not agent._seen_events
     finally:
         agent.close()
+
+
+class _Missing(Exception):
+    status = 404
+
+
+class _GoneSecrets:
+    """A Secret source whose every read fails as agent.kube's do: raised from a cause."""
+
+    def get_secret(self, *, namespace: str, name: str) -> Any:
+        try:
+            raise OSError("the HTTP response")
+        except OSError as exc:
+            raise _Missing(name) from exc
+
+    def get_service_account(self, *, namespace: str, name: str) -> Any:
+        raise _Missing(name)
+
+
+def test_rereading_a_missing_secret_keeps_one_error_not_a_chain() -> None:
+    """Fifty re-reads of a missing Secret leave one cached error alive, not fifty (each used to
+    hold the frame that caught it, and through it the previous error and its response)."""
+    now = [0.0]
+    resolver = CredentialResolver(_GoneSecrets(), Keyring(), ttl=1, clock=lambda: now[0])
+    pod = parse_pod(make_pod("p", "shop", NODE, ["registry.example.com/a:v1"],
+                             image_pull_secrets=["gone"]))
+    for _ in range(50):
+        now[0] += 2
+        (problem,) = resolver.resolve(pod).problems
+        assert problem.name == "gone"
+    gc.collect()
+    assert len([o for o in gc.get_objects() if isinstance(o, _Missing)]) <= 2
 
 
 def test_probe_concurrency_never_exceeds_the_pool(fleet: Fleet, tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from tests.deploy.promserver import PromServer
 from tests.deploy.test_dashboard import panels, queries
 from tests.fakekube import FakeKube, make_event, make_pod
 from tests.fleet import ALICE, Fleet
-from tests.scenario import NODE, populate
+from tests.scenario import NODE, agent_settings, populate
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
@@ -110,15 +110,9 @@ def _static_targets(regs: Registries, good_config: Path) -> list[dict[str, str]]
 
 
 def _write_config(path: Path, fleet: Fleet, port: int, targets: list[dict[str, str]]) -> Path:
-    config = {
-        "interval_seconds": 2, "jitter": 0.0, "probe_timeout_seconds": 5,
-        "secret_cache_seconds": 5,
-        "listen_address": f"127.0.0.1:{port}", "resolv_conf": str(fleet.resolv_conf),
-        "hosts_file": str(fleet.hosts_file), "certs_dirs": [str(fleet.certs_dir)],
-        "ca_bundles": [], "node_docker_configs": [], "credential_provider_config": None,
-        "proxy_dropin_dirs": [], "crio_registries_conf": str(path.parent / "no-crio.conf"),
-        "crio_registries_dir": str(path.parent / "no-crio.d"), "static_targets": targets,
-    }
+    config = agent_settings(fleet, path.parent, interval_seconds=2, endpoint_interval_seconds=2,
+                            jitter=0.0, secret_cache_seconds=5,
+                            listen_address=f"127.0.0.1:{port}", static_targets=targets)
     path.write_text(json.dumps(config))  # JSON is YAML
     return path
 
@@ -222,10 +216,20 @@ def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
         fake.add_event(make_event(fake.get("pods", "shop", "healthy"), reason="Pulled",
                                   type="Normal", message=_pulled_message(images["multi"])))
         procs = _start_agents(stack, fleet, work, fake.url, ports)
-        # The scenario's pulls (1 good, 3 failed) must be counted before the first scrape,
-        # so that increase() over the run sees exactly the pulls reported later.
+        # The scenario's failed pulls (3) must be counted before the first scrape, so that
+        # increase() over the run sees exactly the pulls reported later. The healthy pod's
+        # Pulled event predates the agent (the pod was already running when it started): it is
+        # history and is not counted, so an agent restart never counts a pull twice.
         _until("scenario pulls counted", lambda: _pulls_counted(
-            ports[NODE], regs.healthy, ok=1, failed=3), procs, timeout=20)
+            ports[NODE], regs.healthy, ok=0, failed=3), procs, timeout=20)
+        # one pull that happens while the agent watches, so both counters start non-zero
+        # (increase() extrapolates a counter that starts at 0 differently)
+        early = make_pod("early-ok", "shop", NODE, [images["hello"]], image_pull_secrets=["good"])
+        fake.add_event(make_event(early, reason="Pulled", type="Normal",
+                                  message=_pulled_message(images["hello"])))
+        fake.add_pod(early)
+        _until("early pull counted", lambda: _pulls_counted(
+            ports[NODE], regs.healthy, ok=1, failed=3), procs, timeout=10)
         prom = stack.enter_context(PromServer.start(
             work / "prom", [(f"127.0.0.1:{port}", {"node": node}) for node, port in ports.items()],
             rule_files=[RULES]))

@@ -31,8 +31,11 @@ _KUSTOMIZE_KEYS = {"apiVersion", "kind", "namespace", "labels", "resources",
 
 #: The agent's config file, exactly as the agent's loader expects it.
 CONFIG_SCHEMA: dict[str, Any] = {
-    "interval_seconds": 300,
+    "endpoint_interval_seconds": 900,
+    "interval_seconds": 3600,
     "jitter": 0.2,
+    "startup_spread_seconds": 30,
+    "failure_probe_min_interval_seconds": 30,
     "probe_timeout_seconds": 10,
     "concurrency": 4,
     "max_registries": 200,
