@@ -14,6 +14,7 @@ turns configuration into probe options and endpoint plans.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,10 @@ from probes.reference import Reference, ReferenceError, parse_reference
 from probes.state import ProbeOptions, Target
 from probes.targets import target_from_endpoint
 
-__all__ = ["NodeView", "EndpointPlan", "PlannedEndpoint"]
+__all__ = ["NodeView", "EndpointPlan", "PlannedEndpoint", "PLAN_TTL"]
+
+#: Seconds an endpoint plan is reused before the node's registry files are read again.
+PLAN_TTL = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,7 @@ class NodeView:
         self.runtime = self._runtime()
         self.crio = self._crio() if self.runtime == "cri-o" else None
         self.providers = self._providers()
+        self._plans: dict[str, tuple[float, EndpointPlan]] = {}
 
     def _providers(self) -> object | None:
         """The kubelet's exec credential providers, when its config is mounted."""
@@ -132,7 +137,20 @@ class NodeView:
         )
 
     def plan(self, reference: Reference) -> EndpointPlan:
-        """The endpoints the runtime tries for ``reference``, in its order."""
+        """The endpoints the runtime tries for ``reference``, in its order (re-read from the
+        node's files at most every :data:`PLAN_TTL` seconds)."""
+        key = str(reference)
+        now = time.monotonic()
+        cached = self._plans.get(key)
+        if cached is not None and now - cached[0] < PLAN_TTL:
+            return cached[1]
+        plan = self._plan(reference)
+        if len(self._plans) > 10_000:
+            self._plans.clear()
+        self._plans[key] = (now, plan)
+        return plan
+
+    def _plan(self, reference: Reference) -> EndpointPlan:
         if self.runtime == "cri-o" and self.crio is not None:
             return self._crio_plan(reference)
         try:
