@@ -473,6 +473,13 @@ class Agent:
             self.metrics.observe_probe(final, state=False)
         self._set_registry_state(outcome.registry)
         was = previous.code if previous else None
+        fallbacks = outcome.fallbacks()
+        if outcome.ok and fallbacks and fallbacks != (previous.fallbacks() if previous else []):
+            self.log.warning("endpoint_fallback", message=(
+                f"{outcome.reference} pulls, but only after {len(fallbacks)} endpoint(s) failed: "
+                + "; ".join(f"{f['endpoint']} {f['code']}" for f in fallbacks)),
+                registry=outcome.registry, image=outcome.reference, failed_endpoints=fallbacks,
+                endpoint=final.endpoint if final else None)
         if outcome.code is not was:
             fields = {"registry": outcome.registry, "image": outcome.reference,
                       "code": outcome.code.value, "credentials": info.creds.source}

@@ -44,11 +44,15 @@ def test_dead_mirror_falls_back_to_the_server(fleet: Fleet, tmp_path: Path) -> N
         f'server = "https://{tls.host}"\nca = "{fleet.ca_file}"\n\n'
         f'[host."https://127.0.0.1:{fleet.closed_port}"]\n  capabilities = ["pull", "resolve"]\n'
         f'  ca = "{fleet.ca_file}"\n')
-    _, outcome = probe_static(node_config(fleet, tmp_path, certs_dirs=(tmp_path / "certs.d",)),
-                              f"{tls.host}/test/hello:v1")
+    agent, outcome = probe_static(node_config(fleet, tmp_path,
+                                              certs_dirs=(tmp_path / "certs.d",)),
+                                  f"{tls.host}/test/hello:v1")
     assert outcome.ok  # type: ignore[attr-defined]
     assert outcome.fallbacks() == [  # type: ignore[attr-defined]
         {"endpoint": f"https://127.0.0.1:{fleet.closed_port}", "code": "tcp_refused"}]
+    lines = agent.log.events("endpoint_fallback")  # type: ignore[attr-defined]
+    (line,) = [r for r in lines if r["image"] == f"{tls.host}/test/hello:v1"]
+    assert f"127.0.0.1:{fleet.closed_port} tcp_refused" in line["message"]
 
 
 def test_working_mirror_is_used_first(fleet: Fleet, tmp_path: Path) -> None:
