@@ -44,7 +44,8 @@ def _kubeconfig(path: Path, url: str) -> Path:
 
 def _config(path: Path, fleet: Fleet, port: int) -> Path:
     path.write_text("\n".join([
-        "interval_seconds: 60", "probe_timeout_seconds: 5", "secret_cache_seconds: 5",
+        "interval_seconds: 60", "endpoint_interval_seconds: 60", "startup_spread_seconds: 1",
+        "probe_timeout_seconds: 5", "secret_cache_seconds: 5",
         f'listen_address: "127.0.0.1:{port}"', f"resolv_conf: {fleet.resolv_conf}",
         f"hosts_file: {fleet.hosts_file}", f"certs_dirs: [{fleet.certs_dir}]", "ca_bundles: []",
         "node_docker_configs: []", "credential_provider_config: null", "proxy_dropin_dirs: []",
