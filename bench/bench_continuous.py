@@ -29,15 +29,17 @@ Sections (``--section``, default all):
     target's ``/v2/`` (``valid_status_codes: [200, 401]``, the fleet CA, IPv4) through
     ``/probe``, ``--concurrency`` at a time, after one warm-up round; CPU per probe from
     ``/proc/PID/stat``. With ``--section all`` one round runs right after each steady agent
-    cycle (and each what-if pair), so agent and exporter are measured under the same machine
+    cycle, so agent and exporter are measured under the same machine
     load; alone, ``--bb-rounds`` rounds.
 
-What-if (skip with ``--no-whatif``): after the steady cycles, pairs of cycles alternate the
-shipped code with the two agent fixes docs/scale.md proposes patched into the child's Agent
-instance (``Agent._set_registry_state`` from a per-registry index with each outcome's facts
-computed once; ``NodeView.plan`` memoised); the patched cycles must give the same diagnoses and
-the same per-registry state, and their CPU is reported beside the shipped code's in the same
-pairs. It is a measurement of the proposal, not a verdict on the shipped code.
+Schedule (commit 6d14681): the agent probes one endpoint target per registry (``dns`` ..
+``challenge``) besides the images, and in steady state one image per registry every
+``interval_seconds`` (in turn), so a default-config process probes a few targets an hour. The
+``cycle`` section therefore drives ``Agent.run_cycle()`` (every image target and every endpoint
+target, at once); the ``standalone`` process gets ``startup_spread_seconds: 0`` (its first
+cycle is timed, not the 30 s start-up spread) and ``interval_seconds: 1`` (the config's floor:
+one image per registry per second, each registry's images in turn) with
+``endpoint_interval_seconds: --interval``, so its steady window has probes to measure.
 
 Targets (the issue "Performance and scale"): a full cycle of 500 targets within 10 s on one
 core; agent CPU per full layered probe within 2x blackbox_exporter's CPU per HTTP probe; agent
@@ -269,10 +271,12 @@ def push_bench_images(plain_url: str, repos: int = BENCH_REPOS,
 
 
 def agent_config(fleet: Any, targets: list[BenchTarget], *, interval: float, concurrency: int,
-                 workdir: Path) -> dict[str, Any]:
+                 workdir: Path, endpoint_interval: float = 900.0,
+                 startup_spread: float = 30.0) -> dict[str, Any]:
     """The agent's YAML config as data: the fleet's node view, the targets as static targets."""
     return {
-        "interval_seconds": interval, "jitter": 0.2, "probe_timeout_seconds": 10,
+        "interval_seconds": interval, "endpoint_interval_seconds": endpoint_interval,
+        "startup_spread_seconds": startup_spread, "jitter": 0.2, "probe_timeout_seconds": 10,
         "concurrency": concurrency, "listen_address": "127.0.0.1:0",
         "resolv_conf": str(fleet.resolv_conf), "hosts_file": str(fleet.hosts_file),
         "certs_dirs": [str(fleet.certs_dir)], "ca_bundles": [], "node_docker_configs": [],
@@ -380,8 +384,6 @@ def child_main(config_path: Path) -> int:
             _emit(_child_cycle(agent, cold=command == "cold"))
         elif command == "unshared":
             _emit(_child_unshared(agent))
-        elif command.startswith("whatif "):
-            _emit({"event": "whatif", "patched": apply_whatif(agent, command.endswith(" on"))})
         elif command == "parts":
             _emit(_child_parts(agent))
         elif command.startswith("profile "):
@@ -405,7 +407,8 @@ def _child_cycle(agent: Any, cold: bool) -> dict[str, Any]:
     agent.run_cycle()
     wall, cpu = time.perf_counter() - began, time.process_time() - cpu
     codes = {d["image"]: d["code"] for d in agent.diagnoses() if d["kind"] == "probe"}
-    return {"event": "cycle", "wall": wall, "cpu": cpu, "codes": codes,
+    kinds = Counter(i.kind for i in agent._targets.values())
+    return {"event": "cycle", "wall": wall, "cpu": cpu, "codes": codes, "kinds": dict(kinds),
             "state": _child_state(agent), **proc_memory_kib()}
 
 
@@ -424,7 +427,7 @@ def _child_unshared(agent: Any) -> dict[str, Any]:
                 break
         return code
 
-    infos = list(agent._targets.values())
+    infos = [i for i in agent._targets.values() if i.kind == "image"]  # not endpoint checks
     began, cpu = time.perf_counter(), time.process_time()
     codes = list(agent.pool.map(one, infos))
     wall, cpu = time.perf_counter() - began, time.process_time() - cpu
@@ -440,7 +443,7 @@ def _child_parts(agent: Any) -> dict[str, Any]:
     ``options``; the keyring lookup of the token layer). Each is timed alone, in this thread,
     on the targets of the last cycle, so its share of a cycle's CPU is plain.
     """
-    infos = list(agent._targets.values())
+    infos = [i for i in agent._targets.values() if i.kind == "image"]
     steps: dict[str, Callable[[Any], Any]] = {
         "Agent._set_registry_state": lambda i: agent._set_registry_state(i.reference.registry),
         "NodeView.plan": lambda i: agent.view.plan(i.reference),
@@ -454,62 +457,6 @@ def _child_parts(agent: Any) -> dict[str, Any]:
             step(info)
         out[name] = time.process_time() - began
     return {"event": "parts", "cpu": out, "calls": len(infos)}
-
-
-def apply_whatif(agent: Any, on: bool) -> list[str]:
-    """Patch this Agent instance with the two fixes the report proposes (or undo the patch),
-    to measure their gain against the shipped code in the same process.
-
-    Not the shipped code: it shows what the proposals in docs/scale.md would save, with the
-    same results (the metrics and diagnoses are checked like every other cycle's).
-
-    * ``_set_registry_state``: the targets of each registry from an index rebuilt only when the
-      target set changes, and each outcome's ``ok``/rank/code computed once (outcomes are
-      immutable), instead of scanning every target and re-deriving every outcome per probe.
-    * ``NodeView.plan``: memoised per reference (the certs.d files do not change here).
-    """
-    import functools
-
-    from agent import agent as agent_module
-    from probes.codes import Code
-
-    for name in ("_set_registry_state",):
-        agent.__dict__.pop(name, None)  # back to the class's method
-    agent.view.__dict__.pop("plan", None)
-    if not on:
-        return []
-    index: dict[str, Any] = {"targets": None, "by_registry": {}}
-    memo: dict[int, tuple[Any, bool, tuple[int, str], Any]] = {}
-
-    def facts(outcome: Any) -> tuple[bool, tuple[int, str], Any]:
-        hit = memo.get(id(outcome))
-        if hit is None or hit[0] is not outcome:
-            hit = (outcome, outcome.ok, (agent_module._layer_rank(outcome), outcome.code.value),
-                   outcome.code)
-            memo[id(outcome)] = hit
-        return hit[1], hit[2], hit[3]
-
-    def set_registry_state(registry: str) -> None:
-        with agent._lock:
-            if index["targets"] is not agent._targets:
-                by: dict[str, list[Any]] = {}
-                for info in agent._targets.values():
-                    by.setdefault(info.reference.registry, []).append(info)
-                index["targets"], index["by_registry"] = agent._targets, by
-                memo.clear()
-            outcomes = [i.outcome for i in index["by_registry"].get(registry, ())
-                        if i.outcome is not None]
-        if not outcomes:
-            return
-        failing = [(rank, code) for ok, rank, code in map(facts, outcomes) if not ok]
-        if not failing:
-            agent.metrics.set_state(registry, ok=True, code=Code.OK)
-            return
-        agent.metrics.set_state(registry, ok=False, code=min(failing, key=lambda f: f[0])[1])
-
-    agent._set_registry_state = set_registry_state
-    agent.view.plan = functools.lru_cache(maxsize=4096)(agent.view.plan)
-    return ["Agent._set_registry_state (indexed)", "NodeView.plan (memoised)"]
 
 
 def _child_state(agent: Any) -> dict[str, str]:
@@ -602,10 +549,11 @@ class CycleFigures:
     rss_kib: int
     hwm_kib: int
     requests: dict[str, dict[str, int]] = field(default_factory=dict)
+    kinds: dict[str, int] = field(default_factory=dict)  # probes of the cycle: image, endpoint
 
 
 def run_cycles(fleet: Any, targets: list[BenchTarget], config: Path, workdir: Path,
-               cycles: int, cpu: set[int], profile: bool, whatif: bool,
+               cycles: int, cpu: set[int], profile: bool,
                between: Callable[[], None] = lambda: None
                ) -> tuple[list[CycleFigures], dict[str, Any], dict[str, Any] | None]:
     counter = RequestCounter(fleet, "pulldoctor/")
@@ -622,38 +570,15 @@ def run_cycles(fleet: Any, targets: list[BenchTarget], config: Path, workdir: Pa
             check_codes(targets, result["codes"], f"cycle {label}")
             state = result.get("state", state)
             figures.append(CycleFigures(label, result["wall"], result["cpu"], result["VmRSS"],
-                                        result["VmHWM"], counter.counts()))
+                                        result["VmHWM"], counter.counts(),
+                                        result.get("kinds", {})))
             if 0 < index < cycles:
                 between()  # a blackbox round right after each steady cycle: same load
         parts = child.ask("parts")
         prof = child.ask(f"profile {workdir / 'cycle.prof'}") if profile else None
-        if whatif:
-            figures += _whatif_cycles(child, counter, targets, state or {}, cycles - 1, between)
     finally:
         child.close()
     return figures, parts, prof
-
-
-def _whatif_cycles(child: Child, counter: RequestCounter, targets: list[BenchTarget],
-                   state: dict[str, str], pairs: int,
-                   between: Callable[[], None]) -> list[CycleFigures]:
-    """Pairs of steady cycles, the shipped code then the proposed agent fixes patched in,
-    alternating so both see the same machine; same diagnoses and registry state required."""
-    out = []
-    for index in range(pairs):
-        for on in (False, True):
-            patched = child.ask(f"whatif {'on' if on else 'off'}")["patched"]
-            counter.mark()
-            result = child.ask("cycle")
-            label = f"{'what-if' if on else 'shipped'} pair {index + 1}"
-            check_codes(targets, result["codes"], label)
-            if result["state"] != state:
-                raise RunFailed(f"{label}: the agent exports another registry state "
-                                f"({', '.join(patched) or 'shipped code'})")
-            out.append(CycleFigures(label, result["wall"], result["cpu"], result["VmRSS"],
-                                    result["VmHWM"], counter.counts()))
-        between()
-    return out
 
 
 def report_cycles(figures: list[CycleFigures], targets: int, cpu: set[int],
@@ -668,29 +593,21 @@ def report_cycles(figures: list[CycleFigures], targets: int, cpu: set[int],
               f"{_mib(f.rss_kib):>9.1f}{_mib(f.hwm_kib):>10.1f}"
               f"{total_requests(f.requests):>10}  {by}")
     steady = [f for f in figures[1:] if f.label[0].isdigit()]
-    whatif = [f for f in figures if f.label.startswith("what-if")]
-    paired = [f for f in figures if f.label.startswith("shipped pair")]
     wall = statistics.median(f.wall for f in steady)
     cpu_s = statistics.median(f.cpu for f in steady)
     unshared = next(f for f in figures if f.label == "unshared probes")
+    kinds = steady[0].kinds
+    print(f"  probes per cycle: {kinds.get('image', 0)} image targets + "
+          f"{kinds.get('endpoint', 0)} endpoint targets (one per registry, dns..challenge)")
     print(f"  steady cycles (median of {len(steady)}): wall {wall:.2f} s, CPU {cpu_s:.2f} s, "
-          f"{1000 * cpu_s / targets:.2f} ms CPU per target")
+          f"{1000 * cpu_s / targets:.2f} ms CPU per image target (endpoint checks included)")
     print(f"  unshared full probes: {1000 * unshared.cpu / targets:.2f} ms CPU per probe "
           f"(all seven layers each, no shared endpoint layers or tokens)")
     print("  every target got its category's diagnosis in every cycle")
-    whatif_cpu = statistics.median(f.cpu for f in whatif) if whatif else None
-    if whatif_cpu is not None:
-        shipped_cpu = statistics.median(f.cpu for f in paired)
-        print(f"  what-if, {len(whatif)} pairs alternating with the shipped code "
-              f"(Agent._set_registry_state indexed, NodeView.plan memoised; same diagnoses and "
-              f"registry state): CPU {whatif_cpu:.2f} s per cycle = "
-              f"{1000 * whatif_cpu / targets:.2f} ms per target, against {shipped_cpu:.2f} s "
-              f"shipped in the same pairs: {100 * (1 - whatif_cpu / shipped_cpu):.0f} % less")
     steady_req = statistics.median(total_requests(f.requests) for f in steady)
     print(f"  requests per steady cycle: {steady_req:.0f} ({steady_req / targets:.2f} per target)"
           f"; cold: {total_requests(figures[0].requests)}")
     return {"wall": wall, "cpu_per_target": cpu_s / targets,
-            "whatif_per_target": (whatif_cpu / targets) if whatif_cpu is not None else None,
             "cpu_per_unshared": unshared.cpu / targets,
             "peak_mib": _mib(max(f.hwm_kib for f in figures)),
             "cold_wall": figures[0].wall}
@@ -842,7 +759,8 @@ def run_idle(config: Path, workdir: Path, cpu: set[int], settle: float = 3.0,
 
 def report_standalone(s: StandaloneFigures, targets: int, interval: float) -> dict[str, float]:
     print(f"\n== 2. the real process: pulldoctor agent --standalone, {targets} static targets, "
-          f"interval {interval:g} s ±20 %")
+          f"interval_seconds 1 (one image per registry per s), endpoint_interval_seconds "
+          f"{interval:g}, startup_spread_seconds 0, jitter ±20 %")
     print(f"  time to /readyz (process start to the end of the first full cycle): "
           f"{s.ready_s:.2f} s, CPU {s.first_cycle_cpu:.2f} s (imports included)")
     per_probe = s.steady_cpu / s.steady_probes if s.steady_probes else float("nan")
@@ -1007,11 +925,6 @@ def verdicts(cycle: dict[str, float] | None, standalone: dict[str, float] | None
             line(ratio <= CPU_RATIO_TARGET, f"CPU {label}: {1000 * value:.2f} ms = {ratio:.2f}x "
                  f"blackbox's {1000 * blackbox['cpu_per_probe']:.2f} ms per HTTP probe "
                  f"(target <= {CPU_RATIO_TARGET:g}x)")
-    if cycle and blackbox and cycle.get("whatif_per_target") is not None:
-        ratio = cycle["whatif_per_target"] / blackbox["cpu_per_probe"]
-        print(f"  (what-if) CPU per target with the proposed agent fixes: "
-              f"{1000 * cycle['whatif_per_target']:.2f} ms = {ratio:.2f}x blackbox; not a "
-              "verdict on the shipped code")
     if standalone and blackbox:
         ratio = standalone["cpu_per_probe"] / blackbox["cpu_per_probe"]
         line(ratio <= CPU_RATIO_TARGET, f"CPU per probe of the real process in steady state: "
@@ -1056,7 +969,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         if args.section in ("all", "cycle"):
             figures, parts, prof = run_cycles(
                 fleet, targets, config, workdir, args.cycles, measured_cpu, args.profile,
-                not args.no_whatif, blackbox.round if interleave and blackbox else lambda: None)
+                blackbox.round if interleave and blackbox else lambda: None)
             results["cycle"] = report_cycles(figures, len(targets), measured_cpu, endpoints)
             print_request_table(figures)
             if prof:
@@ -1068,7 +981,10 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                 print(f"    {name:<28}{seconds:>7.3f} s  ({1000 * seconds / parts['calls']:.3f} ms "
                       "per target)")
         if args.section in ("all", "standalone"):
-            live = write_config(agent_config(fleet, targets, interval=args.interval, **common),
+            # one image per registry per second, the registry's endpoint every --interval, the
+            # first cycle at once (see the module docstring)
+            live = write_config(agent_config(fleet, targets, interval=1.0, **common,
+                                             endpoint_interval=args.interval, startup_spread=0.0),
                                 workdir / "agent-standalone.yaml")
             idle = write_config(agent_config(fleet, [], interval=args.interval, **common),
                                 workdir / "agent-idle.yaml")
@@ -1092,13 +1008,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=4, help="agent config and blackbox client")
     p.add_argument("--section", choices=("all", "cycle", "standalone", "blackbox"), default="all")
     p.add_argument("--interval", type=float, default=20.0,
-                   help="interval_seconds of the standalone process (default 20)")
+                   help="endpoint_interval_seconds of the standalone process (default 20; its "
+                   "interval_seconds is 1)")
     p.add_argument("--steady-seconds", type=float, default=0.0,
                    help="steady window of the standalone process (default 2.5 intervals)")
     p.add_argument("--bb-rounds", type=int, default=3)
     p.add_argument("--profile", action="store_true", help="cProfile one sequential cycle")
-    p.add_argument("--no-whatif", action="store_true",
-                   help="skip the cycles with the proposed agent fixes patched in")
     p.add_argument("--workdir", type=Path)
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     return p
