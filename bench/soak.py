@@ -122,6 +122,7 @@ def soak(minutes: float, interval: float, workdir: Path) -> list[Sample]:
         churn = Churn(fake, images["hello"])
         agent = AgentProcess.start(
             fleet, fake.url, workdir / "agent", interval_seconds=interval, jitter=0.2,
+            endpoint_interval_seconds=interval, startup_spread_seconds=0,
             probe_timeout_seconds=3, secret_cache_seconds=5,
             events={"enabled": True, "min_interval_seconds": 60},
             static_targets=_static_targets(fleet))
