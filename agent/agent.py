@@ -45,6 +45,7 @@ from probes.credentials import DockerConfigError, Keyring, parse_docker_config
 from probes.engine import run_probe
 from probes.hostsconfig import parse_go_duration
 from probes.reference import Reference, ReferenceError, parse_reference
+from probes.result import LAYERS
 
 __all__ = ["Agent", "KubeApi", "PULL_WAITING_REASONS"]
 
@@ -58,6 +59,8 @@ _FAILED_PULL = re.compile(r'Failed to pull image "(?P<image>[^"]{1,512})"')
 TICK = 0.5
 #: DNS answers and endpoint locks are renewed this often (seconds).
 CACHE_REFRESH = 60.0
+#: Rank (index in LAYERS) of "challenge", the last layer of an endpoint check.
+_ENDPOINT_RANK = LAYERS.index("challenge")
 #: Pods whose latest change may wait for the loop at once. A node runs a few hundred pods
 #: at most; beyond this a flood's new pods are dropped (and counted) rather than buffered.
 MAX_PENDING_PODS = 10_000
@@ -91,7 +94,8 @@ class TargetInfo:
     creds: PodCredentials
     outcome: Outcome | None = None
     kind: str = "image"  # "image": every layer; "endpoint": the registry's cheap check
-    summary: tuple[bool, int, Code] | None = None  # (ok, failing layer rank, code), per probe
+    # (ok, failing layer rank, code, when), set by each probe
+    summary: tuple[bool, int, Code, float] | None = None
 
 
 @dataclass
@@ -118,7 +122,8 @@ class Agent:
         self.clock = clock
         self.stop = threading.Event()
         self._wake = threading.Event()  # set when a probe ends or one is forced
-        self.cache = ProbeCache()
+        # endpoint results live until the next endpoint check, so hourly image probes reuse it
+        self.cache = ProbeCache(ok_ttl=config.endpoint_interval_seconds * 1.2)
         self.creds = CredentialResolver(kube, self.view.node_keyring,
                                         ttl=config.secret_cache_seconds, clock=clock,
                                         refresh_in_background=kube is not None)
@@ -403,8 +408,9 @@ class Agent:
         intervals = {key: (self.config.endpoint_interval_seconds if info.kind == "endpoint" else
                            self.config.interval_seconds * images[info.reference.registry])
                      for key, info in wanted.items()}
-        first = not self._synced_once
-        self._synced_once = True
+        # the start-up phase spread applies once the node's pods are known (or with no cluster)
+        first = not self._synced_once and (self._listed_once or self.kube is None)
+        self._synced_once = self._synced_once or first
         self.scheduler.sync(wanted, intervals=intervals,
                             spread=min(self.config.startup_spread_seconds,
                                        self.config.endpoint_interval_seconds) if first else 2.0)
@@ -468,7 +474,7 @@ class Agent:
         final = outcome.final
         previous = info.outcome
         info.outcome = outcome
-        info.summary = (outcome.ok, _layer_rank(outcome), outcome.code)
+        info.summary = (outcome.ok, _layer_rank(outcome), outcome.code, self.clock())
         if final is not None:
             self.metrics.observe_probe(final, state=False)
         self._set_registry_state(outcome.registry)
@@ -502,14 +508,23 @@ class Agent:
                     self._decide_from_last(record.key)  # another credential set now works
 
     def _set_registry_state(self, registry: str) -> None:
-        """One diagnosis per registry: the most fundamental failure among its images."""
+        """One diagnosis per registry: the most fundamental current failure among its targets.
+
+        An image that failed at an endpoint layer (dns .. challenge) before the registry's
+        endpoint check last passed is not current: the registry is back, and that image's own
+        next probe may be an hour away.
+        """
         with self._lock:
             keys = self._by_registry.get(registry, [])
-            summaries = [s for s in (self._targets[k].summary for k in keys
-                                     if k in self._targets) if s is not None]
+            summaries = [(k.credentials == ENDPOINT, s) for k, s in (
+                (k, self._targets[k].summary) for k in keys if k in self._targets)
+                if s is not None]
         if not summaries:
             return
-        failing = [(rank, code.value, code) for ok, rank, code in summaries if not ok]
+        back = max((s[3] for is_endpoint, s in summaries if is_endpoint and s[0]),
+                   default=None)
+        failing = [(rank, code.value, code) for is_endpoint, (ok, rank, code, at) in summaries
+                   if not ok and not (back is not None and at < back and rank <= _ENDPOINT_RANK)]
         if not failing:
             self.metrics.set_state(registry, ok=True, code=Code.OK)
             return
@@ -733,8 +748,6 @@ class Agent:
 
 def _layer_rank(outcome: Outcome) -> int:
     """How early the decisive probe failed: earlier layers are more fundamental."""
-    from probes.result import LAYERS
-
     final = outcome.final
     layer = final.diagnosis.layer if final is not None and final.diagnosis else None
     return LAYERS.index(layer) if layer in LAYERS else len(LAYERS)

@@ -41,6 +41,10 @@ SECRET_FORMATS: dict[str, Literal["dockerconfigjson", "dockercfg"]] = {
     "kubernetes.io/dockerconfigjson": "dockerconfigjson", "kubernetes.io/dockercfg": "dockercfg"}
 
 
+#: Seconds during which a Secret read counts as current (see CredentialResolver.invalidate).
+FRESH_ENOUGH = 5.0
+
+
 class SecretSource(Protocol):
     """What the resolver needs from the Kubernetes client (``agent.kube.KubeClient``)."""
 
@@ -118,6 +122,28 @@ class CredentialResolver:
 
     def node_only(self) -> PodCredentials:
         return PodCredentials(self._node, (), False, (), "node")
+
+    def invalidate(self, pod: Pod) -> None:
+        """Forget the cached Secrets and service account of ``pod`` (its pull just failed:
+        the next resolve reads them as they are now)."""
+        now = self._clock()
+
+        def drop(table: dict[tuple[str, str], Any], key: tuple[str, str]) -> Any:
+            # a read of the last few seconds is as good as a new one (many containers of a
+            # pod fail together)
+            hit = table.get(key)
+            if hit is not None and now - hit[0] >= FRESH_ENOUGH:
+                del table[key]
+            return hit
+
+        with self._lock:
+            for name in pod.image_pull_secrets:
+                drop(self._secrets, (pod.namespace, name))
+            if pod.service_account:
+                account = drop(self._accounts, (pod.namespace, pod.service_account))
+                if account is not None and isinstance(account[1], ServiceAccount):
+                    for name in account[1].image_pull_secrets:
+                        drop(self._secrets, (pod.namespace, name))
 
     def resolve(self, pod: Pod) -> PodCredentials:
         """The credentials the kubelet would use for ``pod``'s image pulls."""

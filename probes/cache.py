@@ -72,7 +72,9 @@ class CachedToken:
 class ProbeCache:
     """Thread-safe cache for one probe cycle (prefixes) and across cycles (tokens)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ok_ttl: float = PREFIX_TTL_OK,
+                 failed_ttl: float = PREFIX_TTL_FAILED) -> None:
+        self.ok_ttl, self.failed_ttl = ok_ttl, failed_ttl
         self._lock = threading.Lock()
         self._prefixes: dict[str, SharedPrefix] = {}
         self._tokens: dict[tuple[str, ...], CachedToken] = {}
@@ -86,10 +88,12 @@ class ProbeCache:
             return self._key_locks.setdefault(key, threading.Lock())
 
     def new_cycle(self) -> None:
-        """Forget endpoint results and DNS answers (tokens stay until they expire); the agent
-        calls it every minute, so DNS answers are at most that old."""
+        """Forget DNS answers and expired tokens (endpoint results expire by their own TTL);
+        the agent calls it every minute, so DNS answers are at most that old."""
         with self._lock:
-            self._prefixes.clear()
+            now = time.monotonic()
+            self._prefixes = {k: v for k, v in self._prefixes.items()
+                              if now - v.at <= (self.failed_ttl if v.failed else self.ok_ttl)}
             self._resolvers.clear()
             self._key_locks.clear()
             now = time.monotonic()
@@ -108,7 +112,7 @@ class ProbeCache:
             found = self._prefixes.get(key)
             if found is None:
                 return None
-            ttl = PREFIX_TTL_FAILED if found.failed else PREFIX_TTL_OK
+            ttl = self.failed_ttl if found.failed else self.ok_ttl
             if max_age is not None:
                 ttl = min(ttl, max_age)
             if time.monotonic() - found.at > ttl:

@@ -42,7 +42,7 @@ from probes.credentials import Keyring
 from tests.agent.recorder import RecordingLog
 from tests.fakekube import FakeKube, make_pod, wait_for
 from tests.fleet import Fleet
-from tests.scenario import NODE, populate
+from tests.scenario import NODE, agent_settings, populate
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_LIMIT = 2.0  # seconds from SIGTERM to exit that the hardening issue asks for
@@ -56,16 +56,8 @@ def free_port() -> int:
 
 def agent_config(fleet: Fleet, workdir: Path, port: int, **extra: Any) -> dict[str, Any]:
     """The agent's config file as a dict: the fleet's node view, nothing from this host."""
-    return {
-        "interval_seconds": 60, "probe_timeout_seconds": 5, "secret_cache_seconds": 5,
-        "concurrency": 4, "listen_address": f"127.0.0.1:{port}",
-        "events": {"enabled": True, "min_interval_seconds": 0},
-        "failure_probe_min_interval_seconds": 0,
-        "resolv_conf": str(fleet.resolv_conf), "hosts_file": str(fleet.hosts_file),
-        "certs_dirs": [str(fleet.certs_dir)], "ca_bundles": [], "node_docker_configs": [],
-        "credential_provider_config": None, "proxy_dropin_dirs": [],
-        "crio_registries_conf": str(workdir / "no-crio.conf"),
-        "crio_registries_dir": str(workdir / "no-crio.d"), **extra}
+    return agent_settings(fleet, workdir, listen_address=f"127.0.0.1:{port}",
+                          secret_cache_seconds=5, **extra)
 
 
 def kubeconfig(url: str, token: str | None = None) -> dict[str, Any]:
@@ -248,7 +240,7 @@ def test_sigterm_while_the_loop_waits_on_a_slow_api(fleet: Fleet, fake: FakeKube
 
 def _offline_agent(tmp_path: Path, **changes: Any) -> tuple[Agent, RecordingLog]:
     config = AgentConfig(
-        interval_seconds=60, concurrency=2, listen_address="127.0.0.1:0",
+        interval_seconds=60, concurrency=2, listen_address="127.0.0.1:0", startup_spread_seconds=0,
         events=EventsConfig(False, 0.0), resolv_conf=tmp_path / "resolv.conf",
         hosts_file=tmp_path / "hosts", certs_dirs=(), ca_bundles=(), node_docker_configs=(),
         credential_provider_config=None, proxy_dropin_dirs=(),
