@@ -24,13 +24,12 @@ from typing import Any
 
 import pytest
 import structlog
-from prometheus_client import CollectorRegistry
 
 from agent.agent import Agent
 from agent.config import AgentConfig
 from agent.kube import KubeClient, PodWatcher
-from agent.metrics import Metrics
 from tests.agent.recorder import RecordingLog
+from tests.agent.running import running_agent
 from tests.fakekube import FakeKube, make_event, make_pod, wait_for
 from tests.fleet import ALICE, Fleet
 from tests.scenario import NODE, RPC, WORDS, agent_config
@@ -111,21 +110,10 @@ def world(fleet: Fleet, tmp_path: Path) -> Iterator[World]:
         with structlog.testing.capture_logs() as captured, \
                 FakeKube(bookmark_interval=0.5) as fake, KubeClient(fake.url) as kube:
             log = RecordingLog()
-            agent = Agent(_config(fleet, tmp_path), node=NODE, kube=kube,
-                          metrics=Metrics(CollectorRegistry(), version="t"), log=log)
-            watcher = PodWatcher(kube, NODE, agent.on_pod, stop=agent.stop, backoff_base=0.05,
-                                 backoff_max=0.5, watch_timeout=5)
-            agent.watch_healthy = lambda: watcher.healthy
-            threads = [threading.Thread(target=watcher.run, daemon=True),
-                       threading.Thread(target=agent.run, daemon=True)]
-            for thread in threads:
-                thread.start()
-            try:
+            # join long: a step a test stalled ends before the next test starts
+            with running_agent(_config(fleet, tmp_path), kube, log=log, join=15) as (
+                    agent, watcher, threads):
                 yield World(fake, agent, watcher, log, captured, fleet, threads, errors)
-            finally:
-                agent.close()
-                for thread in threads:  # a step a test stalled ends before the next test
-                    thread.join(timeout=15)
     finally:
         threading.excepthook = previous_hook
 

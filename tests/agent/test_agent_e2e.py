@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +21,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.agent import Agent
-from agent.kube import KubeClient, PodWatcher
-from agent.metrics import Metrics
+from agent.kube import KubeClient
 from tests.agent.recorder import RecordingLog
+from tests.agent.running import running_agent
 from tests.fakekube import FakeKube, wait_for
 from tests.fleet import ALICE, Fleet
-from tests.scenario import EXPECTED, NODE, agent_config, dockerconfig, populate
+from tests.scenario import EXPECTED, agent_config, dockerconfig, populate
 
 
 @dataclass
@@ -50,23 +49,9 @@ def world(fleet: Fleet, tmp_path: Path) -> Iterator[World]:
         images = populate(fake, fleet)
         config = agent_config(fleet, tmp_path)
         log, registry = RecordingLog(), CollectorRegistry()
-        kube = KubeClient(fake.url)
-        agent = Agent(config, node=NODE, kube=kube, metrics=Metrics(registry, version="t"),
-                      log=log)
-        watcher = PodWatcher(kube, NODE, agent.on_pod, stop=agent.stop, backoff_base=0.05,
-                             backoff_max=0.5, watch_timeout=5)
-        agent.watch_healthy = lambda: watcher.healthy
-        threads = [threading.Thread(target=watcher.run, daemon=True),
-                   threading.Thread(target=agent.run, daemon=True)]
-        for thread in threads:
-            thread.start()
-        try:
+        with KubeClient(fake.url) as kube, \
+                running_agent(config, kube, log=log, registry=registry) as (agent, _, _):
             yield World(fake, agent, log, registry, fleet, images)
-        finally:
-            agent.close()
-            for thread in threads:
-                thread.join(timeout=3)
-            kube.close()
 
 
 def test_root_cause_for_each_pod_of_node_a(world: World) -> None:
