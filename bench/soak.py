@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -151,7 +152,12 @@ def _print(s: Sample) -> None:
           f"threads {s.threads:3d}  probes run {s.probe_runs:6d}", flush=True)
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: agent killed, fleet stopped
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--interval", type=float, default=2.0, help="probe interval, seconds")
