@@ -28,7 +28,8 @@ def running_agent(config: AgentConfig, kube: KubeClient, *, log: Any = None,
                   metrics=Metrics(registry or CollectorRegistry(), version="t"),
                   log=log or RecordingLog())
     watcher = PodWatcher(kube, NODE, agent.on_pod, stop=agent.stop,
-                         **{"backoff_base": 0.05, "backoff_max": 0.5, "watch_timeout": 5, **watch})
+                         **{"backoff_base": 0.05, "backoff_max": 0.5, "watch_timeout": 5,
+                            "read_grace": 2, **watch})
     agent.watch_healthy = lambda: watcher.healthy
     agent.watch_error = lambda: watcher.last_error
     threads = [threading.Thread(target=watcher.run, daemon=True),
