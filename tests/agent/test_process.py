@@ -56,8 +56,9 @@ def free_port() -> int:
 
 def agent_config(fleet: Fleet, workdir: Path, port: int, **extra: Any) -> dict[str, Any]:
     """The agent's config file as a dict: the fleet's node view, nothing from this host."""
-    return agent_settings(fleet, workdir, listen_address=f"127.0.0.1:{port}",
-                          secret_cache_seconds=5, **extra)
+    settings: dict[str, Any] = {"listen_address": f"127.0.0.1:{port}",
+                                "secret_cache_seconds": 5, **extra}  # extra may override
+    return agent_settings(fleet, workdir, **settings)
 
 
 def kubeconfig(url: str, token: str | None = None) -> dict[str, Any]:
