@@ -87,13 +87,18 @@ def run_agent_once(fleet: Fleet, _configs: object) -> int:
                "--config", str(_config(work / "config.yaml", fleet, port))]
         agent = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  text=True, env=env)
-        lines = _collect(agent, want=len(EXPECTED), timeout=30)
-        metrics = _get(port, "/metrics")
-        ready = _wait_ready(port, 15)
-        agent.send_signal(signal.SIGTERM)
-        began = time.monotonic()
-        agent.wait(timeout=10)
-        stopped = time.monotonic() - began
+        try:
+            lines = _collect(agent, want=len(EXPECTED), timeout=30)
+            metrics = _get(port, "/metrics")
+            ready = _wait_ready(port, 15)
+            agent.send_signal(signal.SIGTERM)
+            began = time.monotonic()
+            agent.wait(timeout=10)
+            stopped = time.monotonic() - began
+        finally:
+            if agent.poll() is None:  # never leave the agent behind, whatever went wrong
+                agent.kill()
+                agent.wait(timeout=5)
     print(f"\n{'POD':<12} {'ROOT CAUSE':<20} {'VERDICT':<14} REPORT (kubectl logs)")
     for line in lines:
         print(f"{line['pod']:<12} {line['code']:<20} {line['verdict']:<14} "
