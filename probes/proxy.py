@@ -13,21 +13,13 @@ import base64
 from urllib.parse import unquote, urlsplit
 
 from probes.codes import Code
+from probes.proxyenv import redact_url
 from probes.result import LayerResult
 from probes.state import ProbeState, failed, ok, skipped
 
 NAME = "proxy"
 #: Bytes of the proxy's CONNECT answer read at most.
 MAX_RESPONSE = 16 * 1024
-
-
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
 
 
 def connect_request(state: ProbeState) -> bytes:
@@ -77,7 +69,7 @@ def run(state: ProbeState) -> LayerResult:
     if not state.proxy_url:
         source = state.options.proxy_source or "the environment"
         return skipped(f"no proxy applies to {state.target.netloc} (from {source})")
-    proxy = redact(state.proxy_url)
+    proxy = redact_url(state.proxy_url)
     if state.target.scheme != "https":
         return skipped(f"plain HTTP goes through {proxy} as forwarded requests (no tunnel)",
                        proxy=proxy)
