@@ -257,7 +257,7 @@ class Agent:
                 record.classification = replace(classification, code=Code.INVALID_IMAGE_NAME)
             self._decide(record, None)
             return
-        self.scheduler.sync([*self._target_keys()])  # make sure the slot exists
+        self.scheduler.sync(self._targets, intervals=self._intervals())  # the slot exists
         if self.scheduler.force(target):
             self._forced.add(target)
             self._wake.set()
@@ -363,9 +363,6 @@ class Agent:
         return PodCredentials(Keyring.union(ring, base.keyring), (str(static.docker_config),),
                               False, (), f"static:{static.docker_config}")
 
-    def _target_keys(self) -> list[TargetKey]:
-        return list(self._targets)
-
     def _rebuild_targets(self) -> None:
         wanted: dict[TargetKey, TargetInfo] = {}
         for info in self._static:
@@ -403,11 +400,7 @@ class Agent:
         for key, info in wanted.items():
             self._by_registry.setdefault(info.reference.registry, []).append(key)
         self._rekey_failures()
-        # each registry: its endpoint every endpoint interval, and one of its images per image
-        # interval, in turn (so a registry's load per node does not grow with its image count)
-        intervals = {key: (self.config.endpoint_interval_seconds if info.kind == "endpoint" else
-                           self.config.interval_seconds * images[info.reference.registry])
-                     for key, info in wanted.items()}
+        intervals = self._intervals()
         # the start-up phase spread applies once the node's pods are known (or with no cluster)
         first = not self._synced_once and (self._listed_once or self.kube is None)
         self._synced_once = self._synced_once or first
@@ -416,6 +409,17 @@ class Agent:
                                        self.config.endpoint_interval_seconds) if first else 2.0)
         for registry in removed:
             self.metrics.forget(registry)
+
+    def _intervals(self) -> dict[TargetKey, float]:
+        """Each registry: its endpoint every endpoint interval, and one of its images per image
+        interval, in turn (so a registry's load per node does not grow with its image count)."""
+        images: dict[str, int] = {}
+        for info in self._targets.values():
+            if info.kind == "image":
+                images[info.reference.registry] = images.get(info.reference.registry, 0) + 1
+        return {key: (self.config.endpoint_interval_seconds if info.kind == "endpoint" else
+                      self.config.interval_seconds * images[info.reference.registry])
+                for key, info in self._targets.items()}
 
     def _rekey_failures(self) -> None:
         """Point each failure at the target of its pod's current credentials (Secrets change)."""
@@ -426,7 +430,7 @@ class Agent:
             key = self._target_key_for(pod, image)
             if key is not None and key != record.key:
                 record.key = key
-                self.scheduler.sync(self._targets)
+                self.scheduler.sync(self._targets, intervals=self._intervals())
                 self.scheduler.force(key)
             elif record.cause is None and record.key is not None:
                 self._decide_from_last(record.key)  # deferred while a Secret read got no answer
