@@ -2,14 +2,16 @@
 
 Each subcommand imports only what it needs, so ``pulldoctor probe`` starts fast
 and never loads the Kubernetes client. Usage errors (a bad reference, an
-unreadable or malformed docker config) exit 2 with a message that names the
-file and the problem and never a secret.
+unreadable or malformed docker config, an out-of-range ``--timeout``) exit 2
+with a message that names the file and the problem and never a secret; an
+unknown flag after a subcommand prints that subcommand's usage.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -22,10 +24,40 @@ __all__ = ["main"]
 
 VERSION = "0.1.0"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: Longest ``--timeout`` accepted, in seconds: a probe never needs more, and a bigger
+#: value (or inf/nan) would make the deadline arithmetic meaningless.
+MAX_TIMEOUT = 600.0
 
 
 class UsageError(Exception):
     """A problem with the command line or its input files; the message is shown as is."""
+
+
+def _timeout(text: str) -> float:
+    """``--timeout``: a finite number of seconds in (0, MAX_TIMEOUT]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 and at most {MAX_TIMEOUT:g} seconds, got {text!r}")
+    return value
+
+
+def _dns_server(text: str) -> str:
+    """``--dns-server``: an IP address, optionally with a port (``IP:PORT``, ``[IPv6]:PORT``)."""
+    from probes._net import DnsSettings, is_ip
+
+    try:
+        address = DnsSettings(server=text).server_address()
+    except ValueError:
+        address = None
+    if address is None or not is_ip(address[0]) or not 0 < address[1] < 65536:
+        raise argparse.ArgumentTypeError(
+            f"must be an IP address with an optional port (IP, IP:PORT or [IPv6]:PORT), "
+            f"not a name: got {text!r}")
+    return text
 
 
 def _probe_parser(sub: Any) -> None:
@@ -36,7 +68,8 @@ def _probe_parser(sub: Any) -> None:
     p.add_argument("reference", metavar="REFERENCE")
     p.add_argument("--docker-config", metavar="PATH", action="append", default=[],
                    help="docker config JSON with credentials (.dockerconfigjson or .dockercfg "
-                   "shape); may be repeated")
+                   "shape, or a whole Secret as `kubectl get secret -o json` prints it); may be "
+                   "repeated")
     p.add_argument("--ca-file", metavar="PATH", action="append", default=[],
                    help="extra CA certificates (PEM) to trust; may be repeated")
     p.add_argument("--certs-dir", metavar="DIR", action="append", default=[],
@@ -45,15 +78,18 @@ def _probe_parser(sub: Any) -> None:
     p.add_argument("--proxy", metavar="URL", help="HTTP proxy to use (default: HTTPS_PROXY / "
                    "HTTP_PROXY / NO_PROXY from the environment)")
     p.add_argument("--no-proxy", metavar="LIST", help="NO_PROXY list used with --proxy")
-    p.add_argument("--dns-server", metavar="HOST[:PORT]", help="DNS server instead of resolv.conf")
+    p.add_argument("--dns-server", metavar="IP[:PORT]", type=_dns_server,
+                   help="DNS server (an IP address, port 53 by default) instead of resolv.conf")
     p.add_argument("--resolv-conf", metavar="PATH", default="/etc/resolv.conf")
     p.add_argument("--hosts-file", metavar="PATH", default="/etc/hosts")
     p.add_argument("--plain-http", action="store_true", help="talk plain HTTP to the registry")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
                    help="platform the image must offer (default: this machine's)")
-    p.add_argument("--timeout", metavar="SECONDS", type=float, default=10.0,
-                   help="deadline for the whole probe (default 10)")
+    p.add_argument("--timeout", metavar="SECONDS", type=_timeout, default=10.0,
+                   help=f"deadline for the whole probe, more than 0 and at most "
+                   f"{MAX_TIMEOUT:g} (default 10)")
     p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(subparser=p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "{\"message\", \"reason\"}), printing one JSON object per line.")
     c.add_argument("message", nargs="?", metavar="MESSAGE")
     c.add_argument("--reason", help="the Event or waiting reason (Failed, BackOff, ...)")
+    c.set_defaults(subparser=c)
     a = sub.add_parser("agent", help="run the node agent (DaemonSet)")
     a.add_argument("--config", metavar="PATH", help="agent configuration file (YAML)")
     a.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig (default: in-cluster)")
@@ -75,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--standalone", action="store_true",
                    help="no Kubernetes API: probe only the config's static targets")
     a.add_argument("--once", action="store_true", help="run one probe cycle, print, and exit")
+    a.set_defaults(subparser=a)
     return parser
 
 
@@ -88,10 +126,49 @@ def _keyring(paths: list[str]) -> Any:
         except OSError as exc:
             raise UsageError(f"cannot read docker config {path}: {exc.strerror or exc}") from None
         try:
-            rings.append(parse_docker_config(data, source=path))
+            data, fmt = _unwrap_secret(data, path)
+            rings.append(parse_docker_config(data, source=path, format=fmt))
         except DockerConfigError as exc:
             raise UsageError(str(exc)) from None
     return Keyring.union(*rings) if rings else None
+
+
+def _unwrap_secret(data: bytes, path: str) -> tuple[bytes, Any]:
+    """A whole Secret (``kubectl get secret -o json``) becomes its decoded docker config.
+
+    Anything else is returned unchanged for :func:`parse_docker_config`. Errors
+    name the file and the Secret's shape, never its content.
+    """
+    import base64
+    import binascii
+
+    from probes.credentials import DockerConfigError
+
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):
+        return data, "auto"  # parse_docker_config reports it
+    if not isinstance(obj, dict) or obj.get("kind") != "Secret":
+        return data, "auto"
+    from agent.credentials import SECRET_FORMATS, SECRET_KEYS
+
+    kind = obj.get("type")
+    if kind not in SECRET_KEYS:
+        raise DockerConfigError(f"{path}: a Secret of type {kind!r}, not "
+                                "kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg")
+    key = SECRET_KEYS[kind]
+    encoded = (obj.get("data") or {}).get(key) if isinstance(obj.get("data"), dict) else None
+    plain = obj.get("stringData", {}).get(key) if isinstance(obj.get("stringData"), dict) \
+        else None
+    if isinstance(plain, str):
+        return plain.encode(), SECRET_FORMATS[kind]
+    if not isinstance(encoded, str):
+        raise DockerConfigError(f"{path}: the {kind} Secret has no data[{key!r}]")
+    try:
+        return base64.b64decode(encoded, validate=True), SECRET_FORMATS[kind]
+    except (binascii.Error, ValueError):
+        raise DockerConfigError(f"{path}: data[{key!r}] of the Secret is not valid "
+                                "base64") from None
 
 
 def _proxy_chooser(args: argparse.Namespace) -> tuple[Any, str]:
@@ -115,14 +192,10 @@ def probe_options(args: argparse.Namespace) -> ProbeOptions:
     from probes._net import DnsSettings
     from probes.state import DEFAULT_CERTS_DIRS
 
-    if args.timeout <= 0:
-        raise UsageError("--timeout must be positive")
     try:
         platform = Platform.parse(args.platform) if args.platform else Platform.host()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if args.dns_server and not _valid_server(args.dns_server):
-        raise UsageError(f"--dns-server must be HOST[:PORT], got {args.dns_server!r}")
     proxy_for, proxy_source = _proxy_chooser(args)
     return ProbeOptions(
         keyring=_keyring(args.docker_config),
@@ -134,17 +207,6 @@ def probe_options(args: argparse.Namespace) -> ProbeOptions:
                         server=args.dns_server),
         plain_http=args.plain_http, platform=platform, timeout=args.timeout,
     )
-
-
-def _valid_server(text: str) -> bool:
-    from probes._net import DnsSettings, is_ip
-
-    try:
-        address = DnsSettings(server=text).server_address()
-    except ValueError:
-        return False
-    return address is not None and 0 < address[1] < 65536 and (is_ip(address[0]) or
-                                                               bool(address[0]))
 
 
 def render_text(report: ProbeReport, out: TextIO) -> None:
@@ -221,7 +283,9 @@ def _skip_httpx_cli() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _skip_httpx_cli()
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra:  # the subcommand's own usage, not the top level's
+        args.subparser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "probe":
             return cmd_probe(args, sys.stdout)

@@ -8,7 +8,9 @@ deadline); a watchdog ends the process at the limit should the loop itself be
 stuck in a slow call. ``--standalone`` needs no cluster and probes the config's
 static targets; ``--once`` runs one cycle, prints the diagnoses and exits
 (0 when every target passed). Configuration errors exit 2 with a message that
-names the file and the key.
+names the file and the key, and so does ``--standalone`` with nothing to probe
+(no ``--config``, or one without ``static_targets``): that would otherwise
+"pass" having checked nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ def run_agent(args: argparse.Namespace) -> int:
         print(f"pulldoctor: {exc}", file=sys.stderr)
         return 2
     node = args.node
+    if args.standalone and not config.static_targets:
+        where = f"{args.config} has no static_targets" if args.config else "no --config given"
+        print(f"pulldoctor: --standalone probes only the config's static_targets, and {where}; "
+              "pass --config FILE listing them", file=sys.stderr)
+        return 2
     if not args.standalone and not node:
         print("pulldoctor: the node name is required (NODE_NAME from the downward API, or "
               "--node); use --standalone to run without a cluster", file=sys.stderr)

@@ -161,3 +161,79 @@ def test_classify_command_reads_stdin_lines() -> None:
                           capture_output=True, text=True, timeout=60, env=env, check=False)
     codes = [json.loads(line)["code"] for line in done.stdout.splitlines()]
     assert done.returncode == 0 and codes == ["backoff", "tls_unknown_authority"]
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400", "nan", "-1", "0", "1e9", "ten"])
+def test_out_of_range_timeout_is_a_usage_error(value: str) -> None:
+    """--timeout outside (0, 600] (or not a finite number) exits 2 with the probe usage."""
+    done = pulldoctor("probe", "127.0.0.1:1/a/b:v1", "--timeout", value)
+    assert done.returncode == 2, done.stdout
+    assert "usage: pulldoctor probe" in done.stderr and "argument --timeout" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_help_states_the_timeout_maximum() -> None:
+    """`pulldoctor probe --help` says how large --timeout may be."""
+    done = pulldoctor("probe", "--help")
+    assert done.returncode == 0 and "at most 600" in " ".join(done.stdout.split())
+
+
+@pytest.mark.parametrize("value", ["dns.example", "localhost:53", "10.0.0.1:dns", "1.2.3.4:0"])
+def test_dns_server_must_be_an_ip(value: str) -> None:
+    """--dns-server NAME (or a bad port) exits 2 with a usage error, never a traceback."""
+    done = pulldoctor("probe", "127.0.0.1:1/a/b:v1", "--dns-server", value)
+    assert done.returncode == 2, done.stdout
+    assert "argument --dns-server" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_unknown_flag_after_probe_shows_probe_usage() -> None:
+    """An unknown flag after `probe` prints the probe subcommand's usage, not the top level's."""
+    done = pulldoctor("probe", "127.0.0.1:1/a/b:v1", "--no-such-flag")
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: pulldoctor probe ") and "--no-such-flag" in done.stderr
+
+
+def test_standalone_once_without_config_is_an_error(tmp_path: Path) -> None:
+    """`agent --standalone --once` with nothing to probe exits 2 instead of passing silently."""
+    done = pulldoctor("agent", "--standalone", "--once")
+    assert done.returncode == 2 and "static_targets" in done.stderr and "--config" in done.stderr
+    empty = tmp_path / "agent.yaml"
+    empty.write_text("static_targets: []\n")
+    done = pulldoctor("agent", "--standalone", "--once", "--config", str(empty))
+    assert done.returncode == 2 and str(empty) in done.stderr
+
+
+@pytest.mark.parametrize("kind", ["kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg"])
+def test_docker_config_may_be_a_whole_secret(fleet: Fleet, tmp_path: Path, kind: str) -> None:
+    """`kubectl get secret -o json` output is decoded as the docker config it holds."""
+    token = fleet.registries["token"].host
+    config = json.loads(fleet.docker_config({token: ALICE}).read_text())
+    key, inner = ((".dockerconfigjson", config) if kind.endswith("dockerconfigjson")
+                  else (".dockercfg", config["auths"]))
+    blob = base64.b64encode(json.dumps(inner).encode()).decode()
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"apiVersion": "v1", "kind": "Secret", "type": kind,
+                                  "metadata": {"name": "pull", "namespace": "shop"},
+                                  "data": {key: blob}}))
+    done = pulldoctor("probe", f"{token}/test/hello:v1", "--docker-config", str(secret),
+                      "--format", "json", *node_args(fleet))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["ok"] is True
+    userpass = base64.b64encode(":".join(ALICE).encode()).decode()
+    for text in (blob, userpass, ":".join(ALICE)):
+        assert text not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("secret", [
+    {"kind": "Secret", "type": "Opaque", "data": {"x": "eA=="}},
+    {"kind": "Secret", "type": "kubernetes.io/dockerconfigjson", "data": {}},
+    {"kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+     "data": {".dockerconfigjson": "s3cr3t!!not-base64"}},
+])
+def test_unusable_secret_is_a_usage_error(tmp_path: Path, secret: dict[str, object]) -> None:
+    """A Secret of the wrong type, without the key, or not base64 exits 2 naming the file."""
+    path = tmp_path / "secret.json"
+    path.write_text(json.dumps(secret))
+    done = pulldoctor("probe", "127.0.0.1:1/a/b:v1", "--docker-config", str(path))
+    assert done.returncode == 2 and str(path) in done.stderr, done.stderr
+    assert "s3cr3t" not in done.stdout + done.stderr and "Traceback" not in done.stderr
