@@ -15,8 +15,9 @@ from agent.metrics import METRIC_LABELS, Metrics
 
 __all__ = ["SCRAPE_LABELS", "contract_series", "label_names", "metric_names"]
 
-#: Labels the scrape adds to every series (job/instance by Prometheus, node by relabeling).
-SCRAPE_LABELS = frozenset({"job", "instance", "node"})
+#: Labels the scrape adds to every series (job/instance by Prometheus, node by relabeling;
+#: cluster where a multi-cluster Prometheus sets it as a target label).
+SCRAPE_LABELS = frozenset({"job", "instance", "node", "cluster"})
 
 _KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "by", "without", "on",
                        "ignoring", "group_left", "group_right", "inf", "nan"})

@@ -431,6 +431,7 @@ def test_alert_rules_evaluate_cleanly_and_follow_the_faults(world: World) -> Non
     regs = world.registries
     expected_states = {
         "PullDoctorRegistryUnreachable": "pending", "PullDoctorRegistryAuthFailing": "pending",
+        "PullDoctorRegistryProbeFailing": "pending", "PullDoctorRegistryDown": "pending",
         "PullDoctorRegistryCertExpiringSoon": "pending", "PullDoctorPullFailures": "pending",
         "PullDoctorRateLimitLow": "pending", "PullDoctorAgentDown": "inactive"}
     deadline = time.monotonic() + 30
@@ -454,6 +455,12 @@ def test_alert_rules_evaluate_cleanly_and_follow_the_faults(world: World) -> Non
     assert {float(a["value"]) for a in rules["PullDoctorRegistryUnreachable"]["alerts"]} == {2.0}
     assert alerts("PullDoctorRegistryAuthFailing") == {
         (Code.AUTH_INVALID.value, regs.healthy), (Code.AUTH_MISSING.value, regs.no_credentials)}
+    assert alerts("PullDoctorRegistryProbeFailing") == {
+        (Code.IMAGE_NOT_FOUND.value, regs.missing_tag), (Code.RATE_LIMITED.value, regs.ratelimit)}
+    # Both nodes fail on every faulty registry but `healthy` (auth rejected on one of two).
+    assert alerts("PullDoctorRegistryDown") == {
+        (r,) for r in (regs.missing_tag, regs.expired, regs.untrusted, regs.no_credentials,
+                       regs.closed, regs.ratelimit)}
     assert alerts("PullDoctorRegistryCertExpiringSoon") == {(regs.expired,)}
     assert alerts("PullDoctorPullFailures") == {(Code.AUTH_INVALID.value, regs.healthy)}
     assert alerts("PullDoctorRateLimitLow") == {(regs.ratelimit,)}

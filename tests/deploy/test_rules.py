@@ -21,6 +21,7 @@ RULES = PROM / "rules.yml"
 RUNBOOK = ROOT / "docs" / "runbook.md"
 RUNBOOK_URL = "https://github.com/pulldoctor/pulldoctor/blob/main/docs/runbook.md#"
 ALERTS = ("PullDoctorRegistryUnreachable", "PullDoctorRegistryAuthFailing",
+          "PullDoctorRegistryProbeFailing", "PullDoctorRegistryDown",
           "PullDoctorRegistryCertExpiringSoon", "PullDoctorPullFailures",
           "PullDoctorRateLimitLow", "PullDoctorAgentDown")
 _BRANCH = re.compile(r'\{\{-? (?:else )?if eq \$labels\.code "([a-z_0-9]+)" \}\} ([^\n]*)')
@@ -51,7 +52,7 @@ def test_promtool_check_rules_passes() -> None:
     """promtool accepts the rules file (syntax, PromQL, templates) without complaint."""
     done = promtool("check", "rules", str(RULES))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 6 rules found" in done.stdout
+    assert "SUCCESS: 8 rules found" in done.stdout
     assert "WARNING" not in (done.stdout + done.stderr).upper()
 
 
@@ -74,7 +75,7 @@ def test_unit_tests_fail_when_a_threshold_changes(tmp_path: Path) -> None:
 
 
 def test_exactly_the_documented_alerts_exist() -> None:
-    """The rules define exactly the six alerts of the design, once each."""
+    """The rules define exactly the eight alerts of the design, once each."""
     assert sorted(r["alert"] for r in rules()) == sorted(ALERTS)
 
 
@@ -98,9 +99,11 @@ def test_each_alert_has_summary_description_and_runbook(alert: str) -> None:
     assert "Remediation:" in annotations["description"]
 
 
-@pytest.mark.parametrize("alert", [a for a in ALERTS if a != "PullDoctorAgentDown"])
+@pytest.mark.parametrize("alert", [a for a in ALERTS
+                                   if a not in ("PullDoctorAgentDown", "PullDoctorRegistryDown")])
 def test_each_diagnosis_alert_names_its_code(alert: str) -> None:
-    """Alerts by code template the code into the description; the others name a real code."""
+    """Alerts by code template the code into the description; the others name a real code.
+    (PullDoctorRegistryDown is about any code: its description lists each node's.)"""
     r = rule(alert)
     description = r["annotations"]["description"]
     if "code" in label_names(r["expr"]):
@@ -124,7 +127,8 @@ def _codes_selected(expr: str) -> set[Code]:
 
 
 @pytest.mark.parametrize("alert", ["PullDoctorRegistryUnreachable",
-                                   "PullDoctorRegistryAuthFailing", "PullDoctorPullFailures"])
+                                   "PullDoctorRegistryAuthFailing",
+                                   "PullDoctorRegistryProbeFailing", "PullDoctorPullFailures"])
 def test_remediation_branches_are_the_codes_remediations(alert: str) -> None:
     """Each code the alert can fire for has a branch whose text is that code's remediation
     in probes/codes.py, and no branch is unreachable."""
@@ -147,6 +151,30 @@ def test_auth_alert_covers_the_auth_codes() -> None:
     selected = _codes_selected(rule("PullDoctorRegistryAuthFailing")["expr"])
     assert selected == {Code.AUTH_MISSING, Code.AUTH_INVALID, Code.ACCESS_DENIED,
                         Code.AUTH_FAILED}
+
+
+def test_probe_failing_alert_covers_the_registry_level_codes() -> None:
+    """Registry-level probe failures past the network trigger it (5xx, token endpoint, not
+    v2, resets, timeouts, missing image, rate limiting), and no network or auth code."""
+    selected = _codes_selected(rule("PullDoctorRegistryProbeFailing")["expr"])
+    assert selected == {Code.REGISTRY_SERVER_ERROR, Code.TOKEN_ENDPOINT_UNREACHABLE,
+                        Code.REGISTRY_NOT_V2, Code.EOF_OR_RESET, Code.TIMEOUT,
+                        Code.IMAGE_NOT_FOUND, Code.RATE_LIMITED}
+
+
+def test_registry_down_is_the_critical_alert() -> None:
+    """Only PullDoctorRegistryDown (most nodes of a cluster failing) pages as critical."""
+    assert {r["alert"] for r in rules() if r["labels"]["severity"] == "critical"} == {
+        "PullDoctorRegistryDown"}
+
+
+@pytest.mark.parametrize("alert", [a for a in ALERTS if a != "PullDoctorAgentDown"])
+def test_registry_alerts_keep_the_cluster_label(alert: str) -> None:
+    """Every aggregation groups by `cluster` too, so two clusters are never summed into one
+    alert (a `cluster` target label is kept; an external label is added on sending)."""
+    expr = rule(alert)["expr"]
+    groupings = re.findall(r"\b(?:by|on)\s*\(([^)]*)\)", expr)
+    assert groupings and all("cluster" in g.split(", ") for g in groupings), groupings
 
 
 @pytest.mark.parametrize("alert", ALERTS)
