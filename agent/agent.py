@@ -476,9 +476,13 @@ class Agent:
 
     def _record(self, key: TargetKey, info: TargetInfo, outcome: Outcome) -> None:
         final = outcome.final
-        previous = info.outcome
-        info.outcome = outcome
-        info.summary = (outcome.ok, _layer_rank(outcome), outcome.code, self.clock())
+        summary = (outcome.ok, _layer_rank(outcome), outcome.code, self.clock())
+        with self._lock:
+            # a rebuild during the probe replaced ``info`` (copying the outcome it had then):
+            # store on the current one, or the result is lost until the next probe
+            info = self._targets.get(key, info)
+            previous = info.outcome
+            info.outcome, info.summary = outcome, summary
         if final is not None:
             self.metrics.observe_probe(final, state=False)
         self._set_registry_state(outcome.registry)

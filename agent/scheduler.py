@@ -24,6 +24,7 @@ class Slot:
     last_run: float | None = None
     last_forced: float | None = None
     running: bool = False
+    rerun: bool = False  # forced while running: due again as soon as this run ends
 
 
 class Scheduler:
@@ -65,7 +66,8 @@ class Scheduler:
             return dropped
 
     def force(self, key: Hashable) -> bool:
-        """Make ``key`` due now unless it was forced too recently; True if it was."""
+        """Make ``key`` due now unless it was forced too recently; True if it was. A key
+        forced while it runs is due again when that run ends."""
         now = self._clock()
         with self._lock:
             slot = self._slots.get(key)
@@ -74,6 +76,10 @@ class Scheduler:
             if slot.last_forced is not None and now - slot.last_forced < self.min_forced_interval:
                 return False
             slot.last_forced, slot.next_due = now, now
+            # a run already under way may have started before what prompted the force
+            # (it read the old state): without this, done() would move the forced run an
+            # interval away
+            slot.rerun = slot.running
             return True
 
     def due(self, limit: int) -> list[Hashable]:
@@ -94,7 +100,8 @@ class Scheduler:
             slot = self._slots.get(key)
             if slot is not None:
                 slot.running, slot.last_run = False, now
-                slot.next_due = self._next(now, slot.interval)
+                slot.next_due = now if slot.rerun else self._next(now, slot.interval)
+                slot.rerun = False
 
     def next_wakeup(self) -> float | None:
         with self._lock:

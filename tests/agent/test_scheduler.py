@@ -96,3 +96,20 @@ def test_all_ran_once() -> None:
     for key in scheduler.due(5):
         scheduler.done(key)
     assert scheduler.all_ran_once()
+
+
+def test_a_key_forced_while_it_runs_is_due_again_when_the_run_ends() -> None:
+    """A force that lands during a run is not undone by that run's done(): the key is due at
+    once, not an interval later (the run may have started before the failure that forced it)."""
+    clock = Clock()
+    scheduler = make(clock, forced=0)
+    scheduler.sync(["a"])
+    clock.now += 2.0
+    assert scheduler.due(1) == ["a"]
+    assert scheduler.force("a") and scheduler.due(1) == []  # still running: not handed out twice
+    clock.now += 1.0
+    scheduler.done("a")
+    assert scheduler.due(1) == ["a"]
+    scheduler.done("a")  # that rerun was the forced one: the next is an interval away
+    clock.now += 1.0
+    assert scheduler.due(1) == []
